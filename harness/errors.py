@@ -1,0 +1,49 @@
+"""The harness's exception hierarchy; the CLI alone turns these into one line and exit 2."""
+
+from __future__ import annotations
+
+__all__ = [
+    "BundleError",
+    "EnvironmentRefused",
+    "HarnessError",
+    "TargetsError",
+    "TraceError",
+    "WorkloadError",
+]
+
+
+class HarnessError(Exception):
+    """Base of every deliberate harness error: bad input or an unusable environment.
+
+    ``where`` says where the bad input is (``file:line``, a field, a git ref);
+    ``expected`` what would have been accepted.
+    """
+
+    def __init__(self, what: str, *, where: str = "", expected: str = "") -> None:
+        parts = [f"{where}: {what}" if where else what]
+        if expected:
+            parts.append(f"expected {expected}")
+        super().__init__("; ".join(parts))
+        self.what = what
+        self.where = where
+        self.expected = expected
+
+
+class TraceError(HarnessError):
+    """A trace file is malformed, truncated, of another schema version, or unreadable."""
+
+
+class TargetsError(HarnessError):
+    """The targets file is malformed or names an unknown workload."""
+
+
+class BundleError(HarnessError):
+    """A run bundle is missing, incomplete or unreadable."""
+
+
+class WorkloadError(HarnessError):
+    """An unknown workload was asked for, or a workload could not run."""
+
+
+class EnvironmentRefused(HarnessError):
+    """The environment cannot run this (unwritable output, different machines compared)."""

@@ -1,0 +1,354 @@
+"""Each guarantee of the ordered pool's docstring, as a test."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reference_impl.pool import (
+    ItemTimeout,
+    OrderedPool,
+    Outcome,
+    OutcomeStatus,
+    PoolItemError,
+)
+
+
+class Boom(Exception):
+    pass
+
+
+async def yields(n: int) -> None:
+    """Let the loop run ``n`` times: timing jitter without wall-clock sleeps."""
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+def make_job(
+    index: int, delay: int, fail: bool, log: list[tuple[str, int]]
+) -> Callable[[], Awaitable[int]]:
+    async def job() -> int:
+        log.append(("start", index))
+        await yields(delay)
+        if fail:
+            raise Boom(index)
+        log.append(("end", index))
+        return index * 10
+
+    return job
+
+
+def sequential_reference(fails: list[bool]) -> tuple[list[int], int | None]:
+    committed: list[int] = []
+    for index, fail in enumerate(fails):
+        if fail:
+            return committed, index
+        committed.append(index * 10)
+    return committed, None
+
+
+def run_pool(
+    delays: list[int], fails: list[bool], concurrency: int
+) -> tuple[list[int], int | None, list[tuple[str, int]]]:
+    log: list[tuple[str, int]] = []
+    committed: list[int] = []
+    error_index: int | None = None
+
+    async def main() -> None:
+        nonlocal error_index
+        pool: OrderedPool[int] = OrderedPool(concurrency)
+        jobs = [make_job(i, d, f, log) for i, (d, f) in enumerate(zip(delays, fails, strict=True))]
+        try:
+            await pool.run(jobs, lambda index, value: committed.append(value))
+        except PoolItemError as exc:
+            error_index = exc.index
+            cause = exc.cause
+            assert isinstance(cause, Boom)
+        leftover = asyncio.all_tasks() - {asyncio.current_task()}
+        assert not leftover, f"leaked tasks: {leftover}"
+
+    asyncio.run(main())
+    return committed, error_index, log
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 12), st.booleans()), max_size=40),
+    st.integers(1, 32),
+)
+def test_commits_equal_sequential_loop_under_jitter(
+    jobs: list[tuple[int, bool]], concurrency: int
+) -> None:
+    delays = [d for d, _ in jobs]
+    # Failures are rarer than successes, as in real runs.
+    fails = [f and d % 3 == 0 for d, f in jobs]
+    committed, error_index, _ = run_pool(delays, fails, concurrency)
+    assert (committed, error_index) == sequential_reference(fails)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 10), min_size=1, max_size=40), st.integers(1, 8))
+def test_never_more_than_concurrency_running(delays: list[int], concurrency: int) -> None:
+    _, _, log = run_pool(delays, [False] * len(delays), concurrency)
+    running = peak = 0
+    starts: list[int] = []
+    for kind, index in log:
+        if kind == "start":
+            running += 1
+            starts.append(index)
+        else:
+            running -= 1
+        peak = max(peak, running)
+    assert peak <= concurrency
+    assert starts == sorted(starts), "jobs start in input order"
+
+
+def test_commit_happens_as_soon_as_the_head_is_done() -> None:
+    """Job 1 is quick, job 0 slow: 1 commits right after 0, before slow job 2 ends."""
+    events: list[str] = []
+
+    async def main() -> None:
+        gate0 = asyncio.Event()
+        gate2 = asyncio.Event()
+
+        async def job0() -> str:
+            await gate0.wait()
+            return "a"
+
+        async def job1() -> str:
+            return "b"
+
+        async def job2() -> str:
+            await gate2.wait()
+            events.append("job2 done")
+            return "c"
+
+        def on_commit(index: int, value: str) -> None:
+            events.append(f"commit {index}")
+            if index == 1:
+                gate2.set()
+
+        async def release() -> None:
+            await yields(5)
+            assert events == [], "nothing commits while the head is running"
+            gate0.set()
+
+        pool: OrderedPool[str] = OrderedPool(3)
+        await asyncio.gather(pool.run([job0, job1, job2], on_commit), release())
+
+    asyncio.run(main())
+    assert events == ["commit 0", "commit 1", "job2 done", "commit 2"]
+
+
+def test_fail_fast_cancels_later_jobs_and_waits_for_earlier() -> None:
+    cancelled: list[int] = []
+    finished: list[int] = []
+
+    async def main() -> None:
+        async def slow(index: int) -> int:
+            try:
+                await yields(50)
+            except asyncio.CancelledError:
+                cancelled.append(index)
+                raise
+            finished.append(index)
+            return index
+
+        async def fail() -> int:
+            await yields(2)
+            raise Boom("job 1")
+
+        jobs: list[Callable[[], Awaitable[int]]] = [
+            lambda: slow(0),
+            fail,
+            lambda: slow(2),
+            lambda: slow(3),
+        ]
+        pool: OrderedPool[int] = OrderedPool(4)
+        committed: list[int] = []
+        with pytest.raises(PoolItemError) as info:
+            await pool.run(jobs, lambda i, v: committed.append(i))
+        assert info.value.index == 1
+        assert committed == [0]
+        assert not asyncio.all_tasks() - {asyncio.current_task()}
+
+    asyncio.run(main())
+    assert finished == [0], "the job before the failure runs to its end"
+    assert sorted(cancelled) == [2, 3], "jobs after the failure are cancelled"
+
+
+def test_earlier_failure_wins_even_when_it_happens_later() -> None:
+    async def main() -> None:
+        async def late_fail() -> int:
+            await yields(20)
+            raise Boom("first in input order")
+
+        async def early_fail() -> int:
+            raise Boom("first in time")
+
+        pool: OrderedPool[int] = OrderedPool(2)
+        with pytest.raises(PoolItemError) as info:
+            await pool.run([late_fail, early_fail])
+        assert info.value.index == 0
+        assert str(info.value.cause) == "first in input order"
+
+    asyncio.run(main())
+
+
+def test_settled_mode_commits_every_outcome_in_order() -> None:
+    async def main() -> list[Outcome[int]]:
+        async def job(i: int) -> int:
+            await yields(random.Random(i).randint(0, 10))
+            if i % 3 == 1:
+                raise Boom(i)
+            return i
+
+        outcomes: list[Outcome[int]] = []
+        pool: OrderedPool[int] = OrderedPool(4, fail_fast=False)
+        run = await pool.run_settled([lambda i=i: job(i) for i in range(10)], outcomes.append)
+        assert run.committed == 10 and run.failed == 3
+        return outcomes
+
+    outcomes = asyncio.run(main())
+    assert [o.index for o in outcomes] == list(range(10))
+    assert [o.status for o in outcomes] == [
+        OutcomeStatus.FAILED if i % 3 == 1 else OutcomeStatus.OK for i in range(10)
+    ]
+    assert [o.value for o in outcomes if o.status is OutcomeStatus.OK] == [0, 2, 3, 5, 6, 8, 9]
+
+
+def test_item_timeout_is_a_failure_with_its_index() -> None:
+    async def main() -> None:
+        never = asyncio.Event()
+
+        async def hang() -> int:
+            await never.wait()
+            return 0
+
+        async def quick() -> int:
+            return 1
+
+        pool: OrderedPool[int] = OrderedPool(2, item_timeout_s=0.01)
+        with pytest.raises(PoolItemError) as info:
+            await pool.run([quick, hang, quick])
+        assert info.value.index == 1
+        assert isinstance(info.value.cause, ItemTimeout)
+
+        settled: OrderedPool[int] = OrderedPool(2, fail_fast=False, item_timeout_s=0.01)
+        outcomes: list[Outcome[int]] = []
+        await settled.run_settled([quick, hang], outcomes.append)
+        assert [o.status for o in outcomes] == [OutcomeStatus.OK, OutcomeStatus.TIMED_OUT]
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_caller_cancellation_cancels_every_job_and_leaks_nothing(concurrency: int) -> None:
+    started: list[int] = []
+    cancelled: list[int] = []
+
+    async def main() -> None:
+        never = asyncio.Event()
+
+        async def hang(i: int) -> int:
+            started.append(i)
+            try:
+                await never.wait()
+            except asyncio.CancelledError:
+                cancelled.append(i)
+                raise
+            return i
+
+        pool: OrderedPool[int] = OrderedPool(concurrency)
+        runner = asyncio.create_task(pool.run([lambda i=i: hang(i) for i in range(10)]))
+        await yields(5)
+        runner.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await runner
+        assert not asyncio.all_tasks() - {asyncio.current_task()}
+        assert pool.statistics().active == 0
+
+    asyncio.run(main())
+    assert sorted(cancelled) == sorted(started) == list(range(concurrency))
+
+
+def test_concurrency_one_runs_in_the_callers_task() -> None:
+    async def main() -> None:
+        caller = asyncio.current_task()
+        seen: list[asyncio.Task[object] | None] = []
+
+        async def job() -> int:
+            seen.append(asyncio.current_task())
+            return 1
+
+        await OrderedPool[int](1).run([job, job, job])
+        assert seen == [caller] * 3
+
+    asyncio.run(main())
+
+
+def test_timings_measure_head_of_line_commit_wait() -> None:
+    now = [0.0]
+
+    def clock() -> float:
+        return now[0]
+
+    async def main() -> None:
+        gate = asyncio.Event()
+
+        async def slow() -> int:
+            await gate.wait()
+            now[0] = 5.0
+            return 0
+
+        async def fast() -> int:
+            now[0] = 2.0
+            return 1
+
+        async def release() -> None:
+            await yields(3)
+            gate.set()
+
+        pool: OrderedPool[int] = OrderedPool(2, record_timings=True, clock=clock)
+        run, _ = await asyncio.gather(pool.run([slow, fast]), release())
+        slow_t, fast_t = run.timings
+        assert (slow_t.run_s, slow_t.commit_wait_s) == (5.0, 0.0)
+        assert fast_t.run_s == 2.0
+        assert fast_t.commit_wait_s == 3.0, "the fast job waited from 2.0 to 5.0 for the head"
+        stats = pool.statistics()
+        assert stats.committed == 2 and stats.commit_wait_max_s == 3.0
+        assert stats.active == 0 and stats.queued == 0
+
+    asyncio.run(main())
+
+
+def test_statistics_report_levels_while_running() -> None:
+    async def main() -> None:
+        gate = asyncio.Event()
+
+        async def job() -> int:
+            await gate.wait()
+            return 0
+
+        pool: OrderedPool[int] = OrderedPool(3)
+        runner = asyncio.create_task(pool.run([job] * 10))
+        await yields(3)
+        stats = pool.statistics()
+        assert (stats.active, stats.queued) == (3, 7)
+        gate.set()
+        await runner
+        assert pool.statistics().committed == 10
+
+    asyncio.run(main())
+
+
+def test_bad_arguments_are_refused() -> None:
+    with pytest.raises(ValueError, match="concurrency"):
+        OrderedPool[int](0)
+    with pytest.raises(ValueError, match="item_timeout_s"):
+        OrderedPool[int](1, item_timeout_s=0)

@@ -1,0 +1,1 @@
+"""pyperf workloads that replay recorded traces against the reference implementation."""
