@@ -272,22 +272,17 @@ class LazyImporter:
         self.misses += 1
         loading = self._loading.get(module_name)
         if loading is None:
-            loop = asyncio.get_running_loop()
-            loading = loop.create_future()
+            # The import belongs to the importer, not to the first caller: a caller
+            # cancelled while waiting never cancels it (the others still get it).
+            loading = asyncio.ensure_future(asyncio.to_thread(self._import, module_name))
             self._loading[module_name] = loading
-            try:
-                module = await asyncio.to_thread(self._import, module_name)
-            except BaseException as exc:
-                del self._loading[module_name]
-                if not loading.cancelled():
-                    loading.set_exception(exc)
-                    loading.exception()  # mark retrieved: the caller gets the error
-                raise
-            self._modules[module_name] = module
-            del self._loading[module_name]
-            loading.set_result(module)
-            return module
+            loading.add_done_callback(lambda done: self._loaded(module_name, done))
         return await asyncio.shield(loading)
+
+    def _loaded(self, module_name: str, done: asyncio.Future[ModuleType]) -> None:
+        self._loading.pop(module_name, None)
+        if not done.cancelled() and done.exception() is None:
+            self._modules[module_name] = done.result()
 
     def get_sync(self, module_name: str) -> ModuleType:
         """The module, imported in this thread on first use (for code without a loop)."""

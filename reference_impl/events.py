@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -84,8 +85,7 @@ class EventLog:
     """
 
     def __init__(self, max_events: int | None = None) -> None:
-        self._events: list[LoggedEvent] = []
-        self._max = max_events
+        self._events: deque[LoggedEvent] = deque(maxlen=max_events)
         self._next_seq = 0
         self._digest = hashlib.sha256()
 
@@ -98,8 +98,6 @@ class EventLog:
         self._digest.update(canonical_json(event.as_json()))
         self._digest.update(b"\n")
         self._events.append(event)
-        if self._max is not None and len(self._events) > self._max:
-            del self._events[: len(self._events) - self._max]
         return event
 
     def __len__(self) -> int:
@@ -177,8 +175,7 @@ class EvidenceChain:
         self._key = key
         self._head = _genesis(key)
         self._count = 0
-        self._records: list[EvidenceRecord] = []
-        self._max = max_records
+        self._records: deque[EvidenceRecord] = deque(maxlen=max_records)
 
     def append(self, payload: Mapping[str, Any]) -> EvidenceRecord:
         """Link ``payload`` (plain JSON data) to the chain and sign it."""
@@ -187,8 +184,6 @@ class EvidenceChain:
         self._head = digest
         self._count += 1
         self._records.append(record)
-        if self._max is not None and len(self._records) > self._max:
-            del self._records[: len(self._records) - self._max]
         return record
 
     def __len__(self) -> int:

@@ -165,3 +165,22 @@ def test_lazy_import_error_reaches_every_waiting_caller() -> None:
         assert all(isinstance(r, ModuleNotFoundError) for r in results)
 
     asyncio.run(main())
+
+
+def test_a_cancelled_first_caller_does_not_cancel_the_import_for_others() -> None:
+    importer = LazyImporter()
+
+    async def main() -> None:
+        first = asyncio.ensure_future(importer.get("json"))
+        await asyncio.sleep(0)
+        second = asyncio.ensure_future(importer.get("json"))
+        await asyncio.sleep(0)
+        first.cancel()
+        module = await second
+        assert module.__name__ == "json"
+        assert first.cancelled()
+        assert importer.loaded("json") is module
+        assert await importer.get("json") is module
+
+    asyncio.run(main())
+    assert importer.import_count == 1

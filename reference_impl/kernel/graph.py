@@ -1,0 +1,520 @@
+"""The strategy → build → evaluation graph runner over a :class:`PRPState`.
+
+One run takes a fresh state through three nodes: the *strategy* node turns it
+into a plan; the *build* node is called once per build unit, each unit seeing
+the plan; the *evaluate* node is called once per evaluation sample, each
+sample seeing the built state. Units and samples are independent by contract:
+a unit returns its artifact and a sample its score, and the runner folds them
+into the state in input order. That is why both modes reach the same state:
+
+* ``Mode.LEGACY`` (today's runtime): strictly sequential, strategy, then each
+  unit one after another, then each sample one after another; every
+  intermediate state is appended to an unbounded history list; no early exit.
+* ``Mode.POOLED``: units, then samples, run through an
+  :class:`~reference_impl.pool.OrderedPool` of ``max_concurrent``; results are
+  folded as the pool commits them, in input order.
+
+Guarantees (each one is a test in ``tests/reference_impl/kernel/test_graph.py``):
+
+* **Same final state.** With early exit off, legacy and pooled return equal
+  final states, and record the same sequence of snapshots (pooled keeps a
+  bounded subset of it).
+* **Deterministic early exit** (pooled only, ``GraphSpec.early_exit_confidence``):
+  after each sample is folded, in committed order, the runner checks
+  ``state.confidence >= early_exit_confidence``; the first sample that reaches
+  it is the last one counted. No sample is started after that decision; samples
+  started before it (running, or done and waiting behind the head of the line)
+  are awaited and discarded (counted in ``samples_discarded``; how many depends
+  on timing, which samples *count* does not). So the same samples count in
+  every run, whatever the timing.
+* **Snapshots and checkpoints.** Each node application produces one snapshot,
+  ``step`` 0, 1, 2, ...: the initial state, the plan (a checkpoint), one per unit
+  (the last unit's is a checkpoint: the built state), one per sample, and the
+  final state (a checkpoint, ``phase`` ``DONE``).
+* **Memory bound (pooled).** :class:`ExecutionHistory` holds at most
+  ``1 + history_limit + checkpoint_limit`` snapshots, whatever the number of
+  runs or steps: the first snapshot ever recorded (pinned), the last
+  ``history_limit`` (so always the last one), and the last ``checkpoint_limit``
+  checkpoints. Checkpoints are 3 per run, so across runs they are unbounded
+  too: beyond ``checkpoint_limit`` the oldest is evicted, but never silently:
+  it is counted, passed to ``on_checkpoint_evicted`` (to persist it) and
+  covered by the running ``checkpoint_digest`` of every checkpoint ever
+  recorded. ``checkpoint_limit=None`` keeps every checkpoint (memory then grows
+  by 3 snapshots per run). Each snapshot's tuples grow with the units and
+  samples of its run, so a run of *n* units costs O(n²) in both modes: keep
+  graphs small and runs many.
+* **Failure.** A node that raises stops the run with :class:`GraphError`
+  (phase, index, cause), in both modes the first failure in input order; the
+  snapshots committed before it stay in the history.
+* **No leaked task**: nothing the runner starts outlives :meth:`GraphRunner.run`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import enum
+import functools
+import hashlib
+import math
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from reference_impl.errors import ReferenceImplError
+from reference_impl.events import canonical_json, stable_hash
+from reference_impl.mode import Mode
+from reference_impl.pool import OrderedPool, PoolItemError, PoolStatistics
+
+__all__ = [
+    "POOLED_CHECKPOINT_LIMIT",
+    "POOLED_HISTORY_LIMIT",
+    "ExecutionHistory",
+    "GraphError",
+    "GraphNodes",
+    "GraphPhase",
+    "GraphRunner",
+    "GraphSpec",
+    "GraphStatistics",
+    "PRPState",
+    "Snapshot",
+    "default_confidence",
+    "default_nodes",
+]
+
+POOLED_HISTORY_LIMIT = 256
+POOLED_CHECKPOINT_LIMIT = 1024
+
+T = TypeVar("T")
+_Job = Callable[[], Awaitable[T]]
+
+
+class GraphPhase(enum.Enum):
+    """The node that produced a state."""
+
+    START = "start"
+    STRATEGY = "strategy"
+    BUILD = "build"
+    EVALUATION = "evaluation"
+    DONE = "done"
+
+
+@dataclass(frozen=True, slots=True)
+class PRPState:
+    """The state a run carries through the graph (immutable: each node makes a new one)."""
+
+    run_id: str
+    step: int = 0
+    phase: GraphPhase = GraphPhase.START
+    strategy: str = ""
+    artifacts: tuple[str, ...] = ()
+    scores: tuple[float, ...] = ()
+    confidence: float = 0.0
+    checkpoint: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        """The state as plain JSON data (what the checkpoint digest covers)."""
+        return {
+            "run_id": self.run_id,
+            "step": self.step,
+            "phase": self.phase.value,
+            "strategy": self.strategy,
+            "artifacts": list(self.artifacts),
+            "scores": list(self.scores),
+            "confidence": self.confidence,
+            "checkpoint": self.checkpoint,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class GraphSpec:
+    """The shape of a run: durations of the default nodes, units, samples, early exit.
+
+    ``ValueError`` for negative counts or durations, or a non-finite threshold.
+    """
+
+    strategy_duration_s: float = 0.0
+    build_duration_s: float = 0.0
+    evaluation_duration_s: float = 0.0
+    build_units: int = 4
+    evaluation_samples: int = 8
+    early_exit_confidence: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("strategy_duration_s", "build_duration_s", "evaluation_duration_s"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be finite and >= 0, got {value}")
+        if self.build_units < 0 or self.evaluation_samples < 0:
+            raise ValueError("build_units and evaluation_samples must be >= 0")
+        if self.early_exit_confidence is not None and not math.isfinite(self.early_exit_confidence):
+            raise ValueError(
+                f"early_exit_confidence must be finite, got {self.early_exit_confidence}"
+            )
+
+
+StrategyNode = Callable[[PRPState], Awaitable[PRPState]]
+BuildNode = Callable[[PRPState, int], Awaitable[str]]
+EvaluationNode = Callable[[PRPState, int], Awaitable[float]]
+ConfidenceFn = Callable[[tuple[float, ...]], float]
+
+
+def default_confidence(scores: tuple[float, ...]) -> float:
+    """``1 - 1 / (1 + sum(scores))``: grows with every non-negative score, below 1."""
+    return 1.0 - 1.0 / (1.0 + math.fsum(scores))
+
+
+@dataclass(frozen=True, slots=True)
+class GraphNodes:
+    """The caller's nodes.
+
+    ``strategy(state) -> state`` (the runner then sets ``step``, ``phase`` and
+    ``checkpoint``); ``build(plan, unit) -> artifact``; ``evaluate(built, sample)
+    -> score``; ``confidence(scores) -> confidence``, a pure function. Units and
+    samples must not depend on each other: each sees the plan (resp. the built
+    state), never another unit's (sample's) result.
+    """
+
+    strategy: StrategyNode
+    build: BuildNode
+    evaluate: EvaluationNode
+    confidence: ConfidenceFn = default_confidence
+
+
+def default_nodes(spec: GraphSpec) -> GraphNodes:
+    """Nodes whose work is ``asyncio.sleep`` of the spec's durations; results are stable hashes."""
+
+    async def strategy(state: PRPState) -> PRPState:
+        await asyncio.sleep(spec.strategy_duration_s)
+        return dataclasses.replace(state, strategy=f"strategy-{stable_hash(state.run_id) % 997}")
+
+    async def build(plan: PRPState, unit: int) -> str:
+        await asyncio.sleep(spec.build_duration_s)
+        digest = hashlib.sha256(canonical_json([plan.run_id, plan.strategy, unit]))
+        return digest.hexdigest()[:16]
+
+    async def evaluate(built: PRPState, sample: int) -> float:
+        await asyncio.sleep(spec.evaluation_duration_s)
+        return stable_hash(built.run_id, built.strategy, len(built.artifacts), sample) / 2.0**64
+
+    return GraphNodes(strategy, build, evaluate)
+
+
+class GraphError(ReferenceImplError):
+    """The ``phase`` node failed on unit/sample ``index`` (0 for strategy) of run ``run_id``."""
+
+    def __init__(self, run_id: str, phase: GraphPhase, index: int, cause: BaseException) -> None:
+        super().__init__(f"run {run_id!r}: {phase.value} node {index} failed: {cause!r}")
+        self.run_id = run_id
+        self.phase = phase
+        self.index = index
+        self.cause = cause
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """One recorded state; ``seq`` numbers every snapshot the history ever recorded."""
+
+    seq: int
+    state: PRPState
+
+
+class ExecutionHistory:
+    """The snapshots of a runner's runs.
+
+    Unbounded (``recent_limit=None``): every snapshot, in a list (today's
+    runtime). Bounded: the first snapshot ever recorded, the last
+    ``recent_limit`` snapshots and the last ``checkpoint_limit`` checkpoints
+    (``None``: all checkpoints), so at most ``1 + recent_limit +
+    checkpoint_limit`` snapshots. :attr:`checkpoint_digest` covers every
+    checkpoint ever recorded, kept or evicted.
+    """
+
+    def __init__(
+        self,
+        recent_limit: int | None,
+        checkpoint_limit: int | None = None,
+        *,
+        on_checkpoint_evicted: Callable[[Snapshot], object] | None = None,
+    ) -> None:
+        if recent_limit is not None and recent_limit < 1:
+            raise ValueError(f"recent_limit must be >= 1 or None, got {recent_limit}")
+        if checkpoint_limit is not None and checkpoint_limit < 1:
+            raise ValueError(f"checkpoint_limit must be >= 1 or None, got {checkpoint_limit}")
+        self.recent_limit = recent_limit
+        self.checkpoint_limit = checkpoint_limit
+        self._on_evicted = on_checkpoint_evicted
+        self._all: list[Snapshot] | None = [] if recent_limit is None else None
+        self._first: Snapshot | None = None
+        self._recent: deque[Snapshot] = deque(maxlen=recent_limit or 1)
+        self._checkpoints: deque[Snapshot] = deque()
+        self._digest = hashlib.sha256()
+        self.recorded = 0
+        self.checkpoints_recorded = 0
+        self.checkpoints_evicted = 0
+
+    def record(self, state: PRPState) -> Snapshot:
+        """Record ``state`` as the next snapshot; evict what the bounds require."""
+        snapshot = Snapshot(self.recorded, state)
+        self.recorded += 1
+        if state.checkpoint:
+            self.checkpoints_recorded += 1
+            self._digest.update(canonical_json(state.as_json()))
+            self._digest.update(b"\n")
+        if self._all is not None:
+            self._all.append(snapshot)
+            return snapshot
+        if self._first is None:
+            self._first = snapshot
+        else:
+            if state.checkpoint:
+                self._checkpoints.append(snapshot)
+                limit = self.checkpoint_limit
+                if limit is not None and len(self._checkpoints) > limit:
+                    evicted = self._checkpoints.popleft()
+                    self.checkpoints_evicted += 1
+                    if self._on_evicted is not None:
+                        self._on_evicted(evicted)
+        self._recent.append(snapshot)
+        return snapshot
+
+    def snapshots(self) -> tuple[Snapshot, ...]:
+        """The snapshots held, oldest first, each once."""
+        if self._all is not None:
+            return tuple(self._all)
+        held: dict[int, Snapshot] = {}
+        if self._first is not None:
+            held[self._first.seq] = self._first
+        for snapshot in (*self._checkpoints, *self._recent):
+            held[snapshot.seq] = snapshot
+        return tuple(held[seq] for seq in sorted(held))
+
+    def __len__(self) -> int:
+        if self._all is not None:
+            return len(self._all)
+        return len(self.snapshots())
+
+    @property
+    def checkpoints_kept(self) -> int:
+        """How many checkpoints are held now."""
+        if self._all is not None:
+            return self.checkpoints_recorded
+        first = 1 if self._first is not None and self._first.state.checkpoint else 0
+        return first + len(self._checkpoints)
+
+    def checkpoint_digest(self) -> str:
+        """sha256 over the canonical JSON of every checkpoint ever recorded, in order."""
+        return self._digest.copy().hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class GraphStatistics:
+    """A snapshot of a runner's counters, accumulated over its runs.
+
+    ``pool`` is the pool's own snapshot (``None`` in legacy mode).
+    """
+
+    mode: Mode
+    runs: int
+    snapshots_recorded: int
+    history_length: int
+    checkpoints_recorded: int
+    checkpoints_kept: int
+    checkpoints_evicted: int
+    samples_evaluated: int
+    samples_discarded: int
+    early_exits: int
+    pool: PoolStatistics | None
+
+
+class GraphRunner:
+    """Run the strategy → build → evaluation graph, run after run, keeping a history.
+
+    ``history_limit`` and ``checkpoint_limit`` bound the pooled history (defaults
+    :data:`POOLED_HISTORY_LIMIT` and :data:`POOLED_CHECKPOINT_LIMIT`); legacy keeps
+    every snapshot unless ``history_limit`` is given. One runner runs one graph
+    at a time (``RuntimeError`` otherwise).
+    """
+
+    def __init__(
+        self,
+        mode: Mode,
+        spec: GraphSpec | None = None,
+        *,
+        nodes: GraphNodes | None = None,
+        max_concurrent: int = 8,
+        history_limit: int | None = None,
+        checkpoint_limit: int | None = POOLED_CHECKPOINT_LIMIT,
+        on_checkpoint_evicted: Callable[[Snapshot], object] | None = None,
+    ) -> None:
+        if max_concurrent < 1:
+            raise ValueError(f"max_concurrent must be a positive integer, got {max_concurrent}")
+        self.mode = mode
+        self.spec = spec if spec is not None else GraphSpec()
+        self.nodes = nodes if nodes is not None else default_nodes(self.spec)
+        self.max_concurrent = max_concurrent
+        pooled = mode is Mode.POOLED
+        if history_limit is None and pooled:
+            history_limit = POOLED_HISTORY_LIMIT
+        self.history = ExecutionHistory(
+            history_limit,
+            checkpoint_limit if history_limit is not None else None,
+            on_checkpoint_evicted=on_checkpoint_evicted,
+        )
+        self._build_pool: OrderedPool[str] | None = None
+        self._eval_pool: OrderedPool[float] | None = None
+        if pooled:
+            self._build_pool = OrderedPool(max_concurrent)
+            self._eval_pool = OrderedPool(max_concurrent)
+        self._running = False
+        self._runs = 0
+        self._samples_evaluated = 0
+        self._samples_discarded = 0
+        self._early_exits = 0
+
+    def statistics(self) -> GraphStatistics:
+        """A frozen snapshot of the counters (see :class:`GraphStatistics`).
+
+        ``pool`` merges the build and evaluation pools' counters (maxima: the max).
+        """
+        pool: PoolStatistics | None = None
+        if self._build_pool is not None and self._eval_pool is not None:
+            pool = _merge(self._build_pool.statistics(), self._eval_pool.statistics())
+        history = self.history
+        return GraphStatistics(
+            mode=self.mode,
+            runs=self._runs,
+            snapshots_recorded=history.recorded,
+            history_length=len(history),
+            checkpoints_recorded=history.checkpoints_recorded,
+            checkpoints_kept=history.checkpoints_kept,
+            checkpoints_evicted=history.checkpoints_evicted,
+            samples_evaluated=self._samples_evaluated,
+            samples_discarded=self._samples_discarded,
+            early_exits=self._early_exits,
+            pool=pool,
+        )
+
+    async def run(self, run_id: str) -> PRPState:
+        """Run the graph once for ``run_id``; the final state (``phase`` ``DONE``).
+
+        Raises :class:`GraphError` when a node fails (see the module docstring).
+        """
+        if self._running:
+            raise RuntimeError("this graph runner is already running a graph")
+        self._running = True
+        try:
+            return await self._run(run_id)
+        finally:
+            self._running = False
+
+    async def _run(self, run_id: str) -> PRPState:
+        self._runs += 1
+        spec, nodes, record = self.spec, self.nodes, self.history.record
+        state = PRPState(run_id)
+        record(state)
+        try:
+            planned = await nodes.strategy(state)
+        except Exception as exc:  # a node's failure is reported with its place in the graph
+            raise GraphError(run_id, GraphPhase.STRATEGY, 0, exc) from exc
+        state = dataclasses.replace(
+            planned, run_id=run_id, step=1, phase=GraphPhase.STRATEGY, checkpoint=True
+        )
+        record(state)
+        plan = state
+        last_unit = spec.build_units - 1
+
+        def fold_artifact(unit: int, artifact: str) -> None:
+            nonlocal state
+            state = dataclasses.replace(
+                state,
+                step=state.step + 1,
+                phase=GraphPhase.BUILD,
+                artifacts=(*state.artifacts, artifact),
+                checkpoint=unit == last_unit,
+            )
+            record(state)
+
+        await _stage(
+            GraphPhase.BUILD,
+            run_id,
+            self._build_pool,
+            (functools.partial(nodes.build, plan, unit) for unit in range(spec.build_units)),
+            fold_artifact,
+        )
+        built = state
+        threshold = spec.early_exit_confidence if self._eval_pool is not None else None
+        stopped = False
+
+        def fold_score(_sample: int, score: float) -> None:
+            nonlocal state, stopped
+            if stopped:
+                self._samples_discarded += 1
+                return
+            scores = (*state.scores, score)
+            state = dataclasses.replace(
+                state,
+                step=state.step + 1,
+                phase=GraphPhase.EVALUATION,
+                scores=scores,
+                confidence=nodes.confidence(scores),
+                checkpoint=False,
+            )
+            self._samples_evaluated += 1
+            record(state)
+            if threshold is not None and state.confidence >= threshold:
+                stopped = True
+                self._early_exits += 1
+
+        def sample_jobs() -> Iterator[_Job[float]]:
+            # The pool pulls jobs lazily: once the decision is taken, none is started.
+            for sample in range(spec.evaluation_samples):
+                if stopped:
+                    return
+                yield functools.partial(nodes.evaluate, built, sample)
+
+        await _stage(GraphPhase.EVALUATION, run_id, self._eval_pool, sample_jobs(), fold_score)
+        state = dataclasses.replace(
+            state, step=state.step + 1, phase=GraphPhase.DONE, checkpoint=True
+        )
+        record(state)
+        return state
+
+
+async def _stage(
+    phase: GraphPhase,
+    run_id: str,
+    pool: OrderedPool[T] | None,
+    jobs: Iterator[_Job[T]],
+    fold: Callable[[int, T], None],
+) -> None:
+    """Run one stage's jobs, sequentially (no pool) or pooled; fold each result in order."""
+    if pool is None:
+        for index, job in enumerate(jobs):
+            try:
+                value = await job()
+            except Exception as exc:  # reported with its place in the graph
+                raise GraphError(run_id, phase, index, exc) from exc
+            fold(index, value)
+        return
+    try:
+        await pool.run(jobs, fold)
+    except PoolItemError as exc:
+        raise GraphError(run_id, phase, exc.index, exc.cause) from exc.cause
+
+
+def _merge(a: PoolStatistics, b: PoolStatistics) -> PoolStatistics:
+    return PoolStatistics(
+        concurrency=a.concurrency,
+        active=a.active + b.active,
+        queued=a.queued + b.queued,
+        started=a.started + b.started,
+        committed=a.committed + b.committed,
+        failed=a.failed + b.failed,
+        cancelled=a.cancelled + b.cancelled,
+        queue_wait_total_s=a.queue_wait_total_s + b.queue_wait_total_s,
+        run_total_s=a.run_total_s + b.run_total_s,
+        commit_wait_total_s=a.commit_wait_total_s + b.commit_wait_total_s,
+        commit_wait_max_s=max(a.commit_wait_max_s, b.commit_wait_max_s),
+    )
