@@ -177,6 +177,7 @@ class _FileEntry(Generic[P]):
     size: int
     mtime_ns: int
     ctime_ns: int
+    stored_at_ns: int
     digest: str
     parsed: P
 
@@ -187,7 +188,9 @@ class ContentHashCache(Generic[P]):
     A cheap ``stat`` decides when the stored parse is certainly current: same
     size, mtime and ctime (an edit whose mtime was put back still moves the
     ctime), and a ctime older than the file system's timestamp granularity
-    window. Otherwise the content is hashed, and only a different hash causes a
+    window *of the moment the entry was stored* (git's "racy" rule: a file
+    changed in the same tick as it was read may change again unseen). Otherwise
+    the content is hashed, and only a different hash causes a
     new parse. An edit within the same timestamp tick that keeps the size is
     therefore caught by the hash, never served stale.
     """
@@ -220,7 +223,9 @@ class ContentHashCache(Generic[P]):
             and entry.size == st.st_size
             and entry.mtime_ns == st.st_mtime_ns
             and entry.ctime_ns == st.st_ctime_ns
-            and self._clock_ns() - st.st_ctime_ns > self.RACY_WINDOW_NS
+            # As git does: a stat taken when the file was changing (ctime within
+            # the window of the moment we stored it) is "racy": hash to be sure.
+            and entry.stored_at_ns - st.st_ctime_ns > self.RACY_WINDOW_NS
         ):
             return entry.parsed
         content = key.read_bytes()
@@ -232,7 +237,10 @@ class ContentHashCache(Generic[P]):
             parsed = self._parse(key, content)
             self.parses += 1
         self._entries.put(
-            key, _FileEntry(len(content), st.st_mtime_ns, st.st_ctime_ns, digest, parsed)
+            key,
+            _FileEntry(
+                len(content), st.st_mtime_ns, st.st_ctime_ns, self._clock_ns(), digest, parsed
+            ),
         )
         return parsed
 

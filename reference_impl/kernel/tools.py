@@ -165,7 +165,9 @@ class ShellTool:
     * The child gets exactly ``config.env``, no stdin, and a session of its own.
     * On timeout, on stdout over the cap, or on cancellation of the caller, the
       child's whole process group is killed and reaped *before* the exception
-      propagates: no process outlives :meth:`run`.
+      propagates: no process of that group outlives :meth:`run`. A descendant
+      that starts a session of its own escapes the kill; its pipes are closed
+      on our side, so the call still ends.
 
     Use one event loop per tool, as with any asyncio object.
     """

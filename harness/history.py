@@ -1,0 +1,72 @@
+"""Queries of the history store: the runs so far, and one target's values over time.
+
+Read-only: nothing here writes the store (see :mod:`harness.store`). Results are
+pandas DataFrames, oldest run first; :func:`render` turns one into the text
+``harness history`` prints.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from harness.errors import TargetsError
+from harness.store import HistoryStore
+
+__all__ = ["render", "runs", "target_history"]
+
+
+def runs(store: HistoryStore, *, limit: int | None = None) -> pd.DataFrame:
+    """One row a run (the ``limit`` most recent ones), oldest first."""
+    frame = store.query(
+        """
+        SELECT run_id, started_utc, profile, substr(coalesce(git_sha, ''), 1, 7) AS sha,
+               branch, dirty, targets_passed, targets_total, determinism, passed
+        FROM runs ORDER BY started_utc DESC, run_id DESC LIMIT ?
+        """,
+        (-1 if limit is None else limit,),
+    )
+    frame = frame.iloc[::-1].reset_index(drop=True)
+    frame["targets"] = [
+        f"{passed}/{total}"
+        for passed, total in zip(frame["targets_passed"], frame["targets_total"], strict=True)
+    ]
+    frame["passed"] = frame["passed"].astype(bool)
+    frame["dirty"] = frame["dirty"].map({1: True, 0: False})
+    return frame.drop(columns=["targets_passed", "targets_total"])
+
+
+def target_history(store: HistoryStore, target: str, *, limit: int | None = None) -> pd.DataFrame:
+    """The values of ``target`` in every run that evaluated it, oldest first.
+
+    Raises :class:`~harness.errors.TargetsError` when no stored run has the
+    target (the message names the targets that do appear).
+    """
+    frame = store.query(
+        """
+        SELECT r.run_id, r.started_utc, substr(coalesce(r.git_sha, ''), 1, 7) AS sha,
+               r.profile, v.value, v.spread_low, v.spread_high, v.bound, v.direction,
+               v.margin, v.outcome, v.unit, v.clock, v.n
+        FROM verdicts v JOIN runs r ON r.run_id = v.run_id
+        WHERE v.target = ?
+        ORDER BY r.started_utc DESC, r.run_id DESC LIMIT ?
+        """,
+        (target, -1 if limit is None else limit),
+    )
+    if frame.empty:
+        known = store.query("SELECT DISTINCT target FROM verdicts ORDER BY target")
+        names = ", ".join(str(name) for name in known["target"]) or "none yet"
+        raise TargetsError(
+            f"no stored run evaluated target {target!r}",
+            where=str(store.path),
+            expected=f"one of: {names}",
+        )
+    return frame.iloc[::-1].reset_index(drop=True)
+
+
+def render(frame: pd.DataFrame) -> str:
+    """``frame`` as a plain-text table (every row and column, no index)."""
+    if frame.empty:
+        return "(no runs)"
+    with pd.option_context("display.max_rows", None, "display.max_columns", None):
+        text: str = frame.to_string(index=False, float_format=lambda x: f"{x:.6g}")
+    return text

@@ -1,0 +1,435 @@
+"""``harness run``: measure the workloads, check determinism and targets, write a bundle.
+
+One run, in order:
+
+1. Check the input before spending minutes: profile, workload names, the
+   targets file, the ``--otlp-endpoint`` URL, that the output directory is
+   writable, that every shipped trace the selected workloads read exists.
+2. Run each workload's pyperf command (:func:`workloads.registry.command`) as a
+   subprocess, with ``AGENTBENCH_SAMPLES_DIR`` (a fresh directory) and
+   ``AGENTBENCH_PROFILE`` set; progress goes to stderr.
+3. Replay the shipped traces for the determinism verdict (``harness.replay``).
+4. Evaluate the targets of the workloads that ran (targets of the others are
+   left out, not "missing").
+5. Write the bundle atomically (:mod:`harness.bundle`), then append it to the
+   history store (:mod:`harness.store`).
+
+Guarantees: a workload that exits non-zero, leaves no pyperf results or writes
+malformed samples stops the run with a :class:`~harness.errors.WorkloadError`
+(after its stderr tail is shown), never a silent pass; every bad input is a
+:class:`~harness.errors.HarnessError` raised before any workload runs; no bundle
+is written for a run that did not finish. :attr:`RunResult.exit_status` is 0
+when every evaluated target passed and replay did not diverge, else 1.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+from urllib.parse import urlsplit
+
+from harness import environment, replay
+from harness.bundle import (
+    Determinism,
+    DeterminismStatus,
+    Manifest,
+    ProfileRecord,
+    WorkloadRun,
+    load_bundle,
+    merge_results,
+    new_run_id,
+    pyperf_samples,
+    write_bundle,
+)
+from harness.errors import EnvironmentRefused, TraceError, WorkloadError
+from harness.store import HISTORY_FILE, HistoryStore
+from harness.targets import (
+    DEFAULT_TARGETS_PATH,
+    Target,
+    Unit,
+    Verdict,
+    evaluate,
+    load_targets,
+    measurement_of,
+)
+from workloads import registry
+from workloads.samples import SAMPLES_DIR_ENV, MetricSamples, read_samples
+from workloads.trace import trace_id
+
+__all__ = [
+    "PROFILE_ENV",
+    "RunOptions",
+    "RunResult",
+    "collect_metrics",
+    "determinism_check",
+    "format_quantity",
+    "format_table",
+    "run",
+]
+
+PROFILE_ENV = "AGENTBENCH_PROFILE"
+STDERR_TAIL_LINES = 20
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """What ``harness run`` was asked to do (the CLI's flags, validated by :func:`run`)."""
+
+    profile: str = "fast"
+    workloads: tuple[str, ...] = ()
+    out_dir: Path = Path("reports")
+    targets_path: Path = DEFAULT_TARGETS_PATH
+    otlp_endpoint: str | None = None
+    replay: bool = True
+    history: bool = True
+    system_show: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """A finished run: its bundle, its manifest, where its history row went."""
+
+    bundle_path: Path
+    manifest: Manifest
+    history_path: Path | None
+
+    @property
+    def exit_status(self) -> int:
+        """0 when every evaluated target passed and replay did not diverge, else 1."""
+        return 0 if self.manifest.passed else 1
+
+
+@dataclass(slots=True)
+class _Progress:
+    """Progress lines on ``stream``; the elapsed time comes from ``clock``."""
+
+    stream: TextIO
+    total: int
+    clock: Callable[[], float] = time.monotonic
+    started: float = field(default=0.0)
+
+    def __post_init__(self) -> None:
+        self.started = self.clock()
+
+    def elapsed(self) -> float:
+        return self.clock() - self.started
+
+    def start(self, index: int, name: str) -> None:
+        """The line announcing a workload (on a terminal it is redrawn until it ends)."""
+        self._write(index, name, "running", final=not self.stream.isatty())
+
+    def tick(self, index: int, name: str) -> None:
+        """Redraw the running line with the time elapsed (terminals only)."""
+        if self.stream.isatty():
+            self._write(index, name, "running", final=False)
+
+    def end(self, index: int, name: str, text: str) -> None:
+        """The line saying how a workload ended."""
+        self._write(index, name, text, final=True)
+
+    def _write(self, index: int, name: str, text: str, *, final: bool) -> None:
+        message = f"[{index}/{self.total}] {name} ... {text}, {self.elapsed():.1f} s elapsed"
+        prefix = "\r\x1b[K" if self.stream.isatty() else ""
+        self.stream.write(prefix + message + ("\n" if final else ""))
+        self.stream.flush()
+
+
+def determinism_check(profile: registry.Profile) -> Determinism:
+    """Replay the shipped traces under the profile's settings; every verdict in the result."""
+    verdicts = replay.check_shipped_traces(profile)
+    if not verdicts:
+        return Determinism(status=DeterminismStatus.NOT_RUN, reason="no trace to replay")
+    results = [verdict.as_json() for verdict in verdicts]
+    diverged = [verdict for verdict in verdicts if not verdict.deterministic]
+    if diverged:
+        return Determinism(
+            status=DeterminismStatus.DIVERGED,
+            reason=f"{len(diverged)} of {len(verdicts)} replays diverged",
+            results=results,
+        )
+    return Determinism(
+        status=DeterminismStatus.DETERMINISTIC,
+        reason=f"{len(verdicts)} replays identical",
+        results=results,
+    )
+
+
+def collect_metrics(profile: registry.Profile, otlp_endpoint: str | None) -> list[dict[str, Any]]:
+    """The OpenTelemetry points of an instrumented pass, as ``MetricPoint.as_json()`` data."""
+    return [
+        point.as_json() for point in replay.collect_metrics(profile, otlp_endpoint=otlp_endpoint)
+    ]
+
+
+def _check_endpoint(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise EnvironmentRefused(
+            f"{url!r} is not an OTLP endpoint",
+            where="--otlp-endpoint",
+            expected="an http:// or https:// URL with a host, e.g. http://127.0.0.1:4318",
+        )
+
+
+def _check_writable(out_dir: Path) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".probe-", dir=out_dir)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise EnvironmentRefused(
+            f"cannot write to the output directory ({exc.strerror or exc})",
+            where=str(out_dir),
+            expected="a writable directory (--out)",
+        ) from None
+
+
+def _selected(names: Sequence[str]) -> list[str]:
+    if not names:
+        return list(registry.WORKLOADS)
+    unknown = [name for name in names if name not in registry.WORKLOADS]
+    if unknown:
+        raise WorkloadError(
+            f"unknown workload {unknown[0]!r}",
+            where="--workload",
+            expected="one of " + ", ".join(registry.WORKLOADS),
+        )
+    return list(dict.fromkeys(names))
+
+
+def _trace_ids(workloads: Sequence[str]) -> dict[str, str]:
+    ids: dict[str, str] = {}
+    for workload in workloads:
+        for trace in registry.WORKLOADS[workload].traces:
+            path = registry.trace_path(trace)
+            if not path.is_file():
+                raise TraceError(
+                    f"shipped trace {trace!r} of workload {workload} is missing",
+                    where=str(path),
+                    expected="the trace file (record it with `harness record`)",
+                )
+            ids[trace] = trace_id(path)
+    return ids
+
+
+def _run_workload(
+    name: str,
+    profile: registry.Profile,
+    output: Path,
+    workdir: Path,
+    env: dict[str, str],
+    progress: _Progress,
+    index: int,
+) -> float:
+    """Run one workload's pyperf command; its wall time in seconds."""
+    argv = registry.command(name, profile, output)
+    stderr_path = workdir / f"{name}.stderr"
+    started = progress.clock()
+    progress.start(index, name)
+    with stderr_path.open("wb") as stderr, (workdir / f"{name}.stdout").open("wb") as stdout:
+        try:
+            process = subprocess.Popen(argv, stdout=stdout, stderr=stderr, env=env)
+        except OSError as exc:
+            raise WorkloadError(
+                f"workload {name} could not start: {exc}", where=" ".join(argv)
+            ) from None
+        try:
+            while True:
+                try:
+                    returncode = process.wait(timeout=1.0)
+                    break
+                except subprocess.TimeoutExpired:
+                    progress.tick(index, name)
+        except BaseException:
+            process.kill()
+            process.wait()
+            raise
+    elapsed = progress.clock() - started
+    if returncode != 0:
+        tail = stderr_path.read_text(encoding="utf-8", errors="replace").splitlines()
+        progress.end(index, name, f"FAILED (exit status {returncode})")
+        for line in tail[-STDERR_TAIL_LINES:]:
+            progress.stream.write(f"    {line}\n")
+        raise WorkloadError(
+            f"workload {name} exited with status {returncode} (its stderr tail is above)",
+            where=" ".join(argv),
+            expected="exit status 0",
+        )
+    progress.end(index, name, f"done in {elapsed:.1f} s")
+    return elapsed
+
+
+def _read_samples(directory: Path) -> tuple[MetricSamples, ...]:
+    try:
+        return tuple(read_samples(directory))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise WorkloadError(
+            f"malformed sample line: {exc!r}",
+            where=str(directory),
+            expected="JSON lines written by workloads.samples.SampleSink",
+        ) from None
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def run(options: RunOptions, *, progress: TextIO | None = None) -> RunResult:
+    """Do one run (see the module's steps and guarantees); progress goes to ``progress``."""
+    stream = sys.stderr if progress is None else progress
+    profile = registry.PROFILES.get(options.profile)
+    if profile is None:
+        raise WorkloadError(
+            f"unknown profile {options.profile!r}",
+            where="--profile",
+            expected="one of " + ", ".join(registry.PROFILES),
+        )
+    selected = _selected(options.workloads)
+    targets = load_targets(options.targets_path, registry.WORKLOADS)
+    if options.otlp_endpoint is not None:
+        _check_endpoint(options.otlp_endpoint)
+    _check_writable(options.out_dir)
+    traces = _trace_ids(selected)
+    env_facts = environment.collect(system_show=options.system_show)
+    started = datetime.now(UTC)
+    run_id = new_run_id(env_facts.git.short_sha, started)
+    tracker = _Progress(stream, len(selected))
+
+    with tempfile.TemporaryDirectory(prefix=f"agentbench-{run_id}-") as scratch:
+        workdir = Path(scratch)
+        samples_dir = workdir / "samples"
+        samples_dir.mkdir()
+        child_env = {
+            **os.environ,
+            SAMPLES_DIR_ENV: str(samples_dir),
+            PROFILE_ENV: profile.name,
+        }
+        if options.otlp_endpoint:
+            child_env["OTEL_EXPORTER_OTLP_ENDPOINT"] = options.otlp_endpoint
+        outputs: list[tuple[str, Path]] = []
+        elapsed: dict[str, float] = {}
+        for index, name in enumerate(selected, start=1):
+            output = workdir / f"{name}.pyperf.json"
+            elapsed[name] = _run_workload(name, profile, output, workdir, child_env, tracker, index)
+            outputs.append((name, output))
+        suite, benchmarks = merge_results(outputs)
+        samples = _read_samples(samples_dir)
+
+    if options.replay:
+        stream.write("replaying the shipped traces for the determinism check ...\n")
+        determinism = determinism_check(profile)
+    else:
+        determinism = Determinism(status=DeterminismStatus.NOT_RUN, reason="--no-replay")
+    metrics = collect_metrics(profile, options.otlp_endpoint)
+
+    workload_runs = [
+        WorkloadRun(
+            name=name,
+            clock=registry.WORKLOADS[name].clock,
+            benchmarks=benchmarks[name],
+            samples=sum(1 for s in samples if s.workload == name),
+            elapsed_s=elapsed[name],
+            traces=list(registry.WORKLOADS[name].traces),
+        )
+        for name in selected
+    ]
+    measured = (*samples, *pyperf_samples(suite, workload_runs))
+    verdicts = [_verdict(target, measured) for target in targets if target.workload in selected]
+    manifest = Manifest(
+        run_id=run_id,
+        profile=ProfileRecord(
+            name=profile.name,
+            processes=profile.processes,
+            values=profile.values,
+            warmups=profile.warmups,
+            min_time_s=profile.min_time_s,
+        ),
+        workloads=workload_runs,
+        started_utc=started.isoformat(timespec="seconds"),
+        finished_utc=datetime.now(UTC).isoformat(timespec="seconds"),
+        environment=env_facts,
+        traces=traces,
+        targets_file=str(options.targets_path),
+        targets_sha256=_sha256(options.targets_path),
+        verdicts=verdicts,
+        determinism=determinism,
+        otlp_endpoint=options.otlp_endpoint,
+    )
+    bundle_path = write_bundle(options.out_dir, manifest, suite, samples, metrics)
+    history_path: Path | None = None
+    if options.history:
+        history_path = options.out_dir / HISTORY_FILE
+        HistoryStore(history_path).append_run(load_bundle(bundle_path))
+    return RunResult(bundle_path=bundle_path, manifest=manifest, history_path=history_path)
+
+
+def _verdict(target: Target, samples: Sequence[MetricSamples]) -> Verdict:
+    measurement = measurement_of(target, samples)
+    return evaluate(target, measurement.values, rounds=measurement.rounds)
+
+
+def format_quantity(value: float | None, unit: Unit) -> str:
+    """``value`` for display: seconds scaled to s/ms/µs, ratios as is, rates per hour."""
+    if value is None:
+        return "-"
+    if unit is Unit.SECONDS:
+        magnitude = abs(value)
+        if magnitude >= 1.0 or magnitude == 0.0:
+            return f"{value:.4g} s"
+        if magnitude >= 1e-3:
+            return f"{value * 1e3:.4g} ms"
+        return f"{value * 1e6:.4g} µs"
+    if unit is Unit.PER_HOUR:
+        return f"{value:.4g}/h"
+    return f"{value:.4g}"
+
+
+def format_table(verdicts: Sequence[Verdict], determinism: Determinism) -> str:
+    """The target table ``harness run`` prints, and the determinism line under it."""
+    header = ("target", "value", "95% CI", "bound", "margin", "result", "clock", "n")
+    rows: list[tuple[str, ...]] = [header]
+    for verdict in verdicts:
+        target = verdict.target
+        spread = (
+            "-"
+            if verdict.spread is None
+            else f"[{format_quantity(verdict.spread[0], target.unit)}, "
+            f"{format_quantity(verdict.spread[1], target.unit)}]"
+        )
+        rows.append(
+            (
+                target.name,
+                format_quantity(verdict.value, target.unit),
+                spread,
+                ("<= " if target.direction.value == "max" else ">= ")
+                + format_quantity(target.bound, target.unit),
+                "-" if verdict.margin is None else f"{verdict.margin:+.1%}",
+                verdict.outcome.value.upper(),
+                target.clock.value,
+                str(verdict.n),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = [
+        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows
+    ]
+    lines.append("")
+    lines.append(
+        "spread: 95% bootstrap CI of the statistic, resampling rounds (values when < 2 rounds); "
+        "margin: relative to the bound, + = passing side"
+    )
+    determinism_line = f"determinism: {determinism.status.value}"
+    if determinism.reason:
+        determinism_line += f" ({determinism.reason})"
+    lines.append(determinism_line)
+    return "\n".join(lines)

@@ -1,0 +1,275 @@
+"""The history store: every run's summary in ``reports/history.sqlite``.
+
+Tables: ``schema_version`` (one row), ``runs`` (one row a run), ``workload_stats``
+(per run, workload and metric: n, p50, p95, p99, median, mean; a workload's own
+pyperf values appear as metric ``pyperf``) and ``verdicts`` (per run and target).
+
+Guarantees:
+
+* :meth:`HistoryStore.append_run` writes a run in ONE transaction
+  (``BEGIN IMMEDIATE``): a reader or a crash sees all of the run or none of it.
+* Several processes may append at once: the database is in WAL mode, writers
+  wait for each other (``busy_timeout``) instead of failing, and the schema is
+  created inside the same kind of transaction, so two first writers race safely.
+* Appending a run already stored changes nothing (and returns False).
+* A file that is not a history store, one of a newer schema, or a database
+  still locked after the timeout raises
+  :class:`~harness.errors.EnvironmentRefused` naming the file; nothing stored is
+  changed.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from harness.bundle import Bundle
+from harness.errors import EnvironmentRefused
+from harness.targets import Statistic, statistic_of
+from workloads.samples import MetricSamples
+
+__all__ = ["HISTORY_FILE", "SCHEMA_VERSION", "HistoryStore", "workload_stats"]
+
+HISTORY_FILE = "history.sqlite"
+# Schema history:
+# 1: schema_version, runs, workload_stats, verdicts.
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_S = 60.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    started_utc TEXT NOT NULL,
+    finished_utc TEXT NOT NULL,
+    profile TEXT NOT NULL,
+    git_sha TEXT,
+    branch TEXT,
+    dirty INTEGER,
+    fingerprint TEXT NOT NULL,
+    cpu_model TEXT NOT NULL,
+    python_version TEXT NOT NULL,
+    workloads TEXT NOT NULL,
+    targets_total INTEGER NOT NULL,
+    targets_passed INTEGER NOT NULL,
+    determinism TEXT NOT NULL,
+    passed INTEGER NOT NULL,
+    bundle_path TEXT NOT NULL,
+    recorded_utc TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS workload_stats (
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    workload TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    unit TEXT NOT NULL,
+    clock TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    p50 REAL NOT NULL,
+    p95 REAL NOT NULL,
+    p99 REAL NOT NULL,
+    median REAL NOT NULL,
+    mean REAL NOT NULL,
+    PRIMARY KEY (run_id, workload, metric)
+);
+CREATE TABLE IF NOT EXISTS verdicts (
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    target TEXT NOT NULL,
+    workload TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    statistic TEXT NOT NULL,
+    clock TEXT NOT NULL,
+    unit TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    bound REAL NOT NULL,
+    value REAL,
+    spread_low REAL,
+    spread_high REAL,
+    spread_method TEXT NOT NULL,
+    margin REAL,
+    outcome TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    rounds INTEGER NOT NULL,
+    PRIMARY KEY (run_id, target)
+);
+CREATE INDEX IF NOT EXISTS verdicts_by_target ON verdicts (target, run_id);
+"""
+
+
+def workload_stats(samples: Iterable[MetricSamples]) -> list[tuple[Any, ...]]:
+    """Per (workload, metric): workload, metric, unit, clock, n, p50, p95, p99, median, mean."""
+    grouped: dict[tuple[str, str], tuple[str, str, list[float]]] = {}
+    for sample in samples:
+        key = (sample.workload, sample.metric)
+        grouped.setdefault(key, (sample.unit, sample.clock, []))[2].extend(sample.values)
+    rows: list[tuple[Any, ...]] = []
+    for (workload, metric), (unit, clock, values) in sorted(grouped.items()):
+        if not values:
+            continue
+        array = np.asarray(values, dtype=float)
+        stats = [
+            statistic_of(array, s)
+            for s in (Statistic.P50, Statistic.P95, Statistic.P99, Statistic.MEDIAN, Statistic.MEAN)
+        ]
+        rows.append((workload, metric, unit, clock, len(values), *stats))
+    return rows
+
+
+class HistoryStore:
+    """The history database at ``path`` (created, with its schema, on first write)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        try:
+            connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise EnvironmentRefused(
+                f"cannot open the history store: {exc}", where=str(self.path)
+            ) from None
+        try:
+            connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute("PRAGMA foreign_keys = ON")
+            yield connection
+        except (sqlite3.IntegrityError, sqlite3.ProgrammingError):
+            raise  # a bug in what is stored, not an unusable store
+        except sqlite3.DatabaseError as exc:
+            raise EnvironmentRefused(
+                f"history store unusable: {exc}",
+                where=str(self.path),
+                expected="a history store written by `harness run`",
+            ) from None
+        finally:
+            connection.close()
+
+    @contextmanager
+    def _transaction(self, connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield connection
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+
+    def _ensure_schema(self, connection: sqlite3.Connection) -> None:
+        """Create the schema (inside the caller's transaction) or check its version."""
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                connection.execute(statement)
+        row = connection.execute("SELECT max(version) FROM schema_version").fetchone()
+        version = row[0] if row else None
+        if version is None:
+            connection.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+        elif version != SCHEMA_VERSION:
+            raise EnvironmentRefused(
+                f"history store of schema version {version}",
+                where=str(self.path),
+                expected=f"schema version {SCHEMA_VERSION}",
+            )
+
+    def append_run(self, bundle: Bundle) -> bool:
+        """Store ``bundle``'s run, statistics and verdicts in one transaction.
+
+        False when the run was already stored (nothing is changed then).
+        """
+        manifest = bundle.manifest
+        environment = manifest.environment
+        stats = workload_stats((*bundle.samples, *bundle.pyperf_samples()))
+        with self._connect() as connection, self._transaction(connection):
+            self._ensure_schema(connection)
+            exists = connection.execute(
+                "SELECT 1 FROM runs WHERE run_id = ?", (manifest.run_id,)
+            ).fetchone()
+            if exists:
+                return False
+            connection.execute(
+                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    manifest.run_id,
+                    manifest.started_utc,
+                    manifest.finished_utc,
+                    manifest.profile.name,
+                    environment.git.sha,
+                    environment.git.branch,
+                    None if environment.git.dirty is None else int(environment.git.dirty),
+                    environment.fingerprint_digest,
+                    environment.cpu_model,
+                    environment.python_version,
+                    ",".join(w.name for w in manifest.workloads),
+                    len(manifest.verdicts),
+                    sum(v.passed for v in manifest.verdicts),
+                    manifest.determinism.status.value,
+                    int(manifest.passed),
+                    str(bundle.path.resolve()),
+                    datetime.now(UTC).isoformat(timespec="seconds"),
+                ),
+            )
+            connection.executemany(
+                "INSERT INTO workload_stats VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(manifest.run_id, *row) for row in stats],
+            )
+            connection.executemany(
+                "INSERT INTO verdicts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        manifest.run_id,
+                        v.target.name,
+                        v.target.workload,
+                        v.target.metric,
+                        v.target.statistic.value,
+                        v.target.clock.value,
+                        v.target.unit.value,
+                        v.target.direction.value,
+                        v.bound,
+                        v.value,
+                        v.spread[0] if v.spread else None,
+                        v.spread[1] if v.spread else None,
+                        v.spread_method.value,
+                        v.margin,
+                        v.outcome.value,
+                        v.n,
+                        v.rounds,
+                    )
+                    for v in manifest.verdicts
+                ],
+            )
+        return True
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
+        """The rows of a read-only query as a DataFrame.
+
+        Raises :class:`~harness.errors.EnvironmentRefused` when there is no store
+        at :attr:`path` (a query never creates one).
+        """
+        if not self.path.is_file():
+            raise EnvironmentRefused(
+                "no history store",
+                where=str(self.path),
+                expected="a history.sqlite written by `harness run`",
+            )
+        with self._connect() as connection:
+            row = connection.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+            ).fetchone()
+            if row is None:
+                raise EnvironmentRefused(
+                    "no history tables in the file",
+                    where=str(self.path),
+                    expected="a history store written by `harness run`",
+                )
+            return pd.read_sql_query(sql, connection, params=list(params))
+
+    def integrity_check(self) -> str:
+        """SQLite's ``PRAGMA integrity_check`` result (``"ok"`` when sound)."""
+        with self._connect() as connection:
+            return str(connection.execute("PRAGMA integrity_check").fetchone()[0])

@@ -1,0 +1,491 @@
+"""Performance targets: the targets file, and the verdict of one target on one run.
+
+The file (``workloads/targets.toml``) is a contract: a top-level ``schema = 1``
+and one ``[[target]]`` table per target (the file's own comment lists the
+fields). Guarantees of :func:`load_targets`:
+
+* Every field is checked (presence, type, allowed values); unknown fields are
+  refused, so a typo is never silently ignored.
+* A target naming a workload that :data:`workloads.registry.WORKLOADS` lacks, or
+  a metric its workload does not record, is an error; so is a clock that is not
+  the workload's.
+* Every error is a :class:`~harness.errors.TargetsError` naming the file, the
+  line (of the offending field when it can be found, else of the target's
+  ``[[target]]`` header; TOML syntax errors carry the parser's line), the field
+  and what was expected.
+
+Guarantees of :func:`evaluate`:
+
+* The value is the statistic over *every* value of every round (numpy's
+  default linear-interpolation percentile; ``p50`` and ``median`` agree).
+* The spread is a 95 % percentile-bootstrap confidence interval of that
+  statistic, resampling whole *rounds* (a round's values are correlated; see
+  :mod:`workloads.samples`), or single values when there are fewer than two
+  rounds. It is seeded: the same values give the same interval.
+* Pass or fail is decided on the value alone (inclusive bound); the interval
+  is reported beside it so a reader sees how close the call was.
+* No values: the verdict is :attr:`Outcome.MISSING`, which fails.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import math
+import re
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from harness.errors import TargetsError, WorkloadError
+from workloads import registry
+from workloads.registry import WorkloadInfo
+from workloads.samples import MetricSamples
+
+__all__ = [
+    "DEFAULT_TARGETS_PATH",
+    "PYPERF_METRIC",
+    "SCHEMA_VERSION",
+    "Clock",
+    "Direction",
+    "Measurement",
+    "Outcome",
+    "SpreadMethod",
+    "Statistic",
+    "Target",
+    "Unit",
+    "Verdict",
+    "evaluate",
+    "load_targets",
+    "measurement_of",
+    "parse_targets",
+    "statistic_of",
+]
+
+DEFAULT_TARGETS_PATH = Path(registry.__file__).resolve().parent / "targets.toml"
+# Schema history:
+# 1: name, workload, metric, statistic, clock, unit, bound, direction, description.
+SCHEMA_VERSION = 1
+PYPERF_METRIC = "pyperf"
+CONFIDENCE = 0.95
+RESAMPLES = 1000
+
+
+class Statistic(enum.StrEnum):
+    """What a target reads from the values."""
+
+    P50 = "p50"
+    P95 = "p95"
+    P99 = "p99"
+    MEDIAN = "median"
+    MEAN = "mean"
+
+
+class Clock(enum.StrEnum):
+    """Real time on the benchmark machine, or the runtime's virtual (trace) time."""
+
+    WALL = "wall"
+    TRACE = "trace"
+
+
+class Unit(enum.StrEnum):
+    """Units of a bound (seconds inside; converted only for display)."""
+
+    SECONDS = "s"
+    RATIO = "ratio"
+    PER_HOUR = "per_hour"
+
+
+class Direction(enum.StrEnum):
+    """``max``: the value must be <= the bound; ``min``: it must be >= the bound."""
+
+    MAX = "max"
+    MIN = "min"
+
+
+class Outcome(enum.StrEnum):
+    """A target's verdict on one run."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    MISSING = "missing"
+
+
+class SpreadMethod(enum.StrEnum):
+    """How :attr:`Verdict.spread` was computed."""
+
+    BOOTSTRAP_ROUNDS = "bootstrap-95-rounds"
+    BOOTSTRAP_VALUES = "bootstrap-95-values"
+    NONE = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One target of the targets file; ``line`` is its ``[[target]]`` header's line."""
+
+    name: str
+    workload: str
+    metric: str
+    statistic: Statistic
+    clock: Clock
+    unit: Unit
+    bound: float
+    direction: Direction
+    description: str
+    line: int = 0
+
+    def holds(self, value: float) -> bool:
+        """Whether ``value`` is on the passing side of the bound (inclusive)."""
+        if self.direction is Direction.MAX:
+            return value <= self.bound
+        return value >= self.bound
+
+    def margin(self, value: float) -> float:
+        """Signed distance to the bound, positive on the passing side.
+
+        Relative to the bound (0.1 = 10 % of the bound to spare); absolute when
+        the bound is zero.
+        """
+        gap = self.bound - value if self.direction is Direction.MAX else value - self.bound
+        return gap / abs(self.bound) if self.bound else gap
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A target's verdict on one run.
+
+    ``value`` and ``margin`` are None when the verdict is missing; ``spread`` is
+    the (low, high) confidence interval of ``value`` by ``spread_method``;
+    ``n`` counts values and ``rounds`` the resampling units they came in.
+    """
+
+    target: Target
+    outcome: Outcome
+    value: float | None
+    spread: tuple[float, float] | None
+    spread_method: SpreadMethod
+    bound: float
+    margin: float | None
+    passed: bool
+    n: int
+    rounds: int
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    """The values a target reads, each with the round it came from."""
+
+    values: tuple[float, ...]
+    rounds: tuple[str, ...]
+
+
+_ALLOWED: dict[str, type[enum.StrEnum]] = {
+    "statistic": Statistic,
+    "clock": Clock,
+    "unit": Unit,
+    "direction": Direction,
+}
+_FIELDS = (
+    "name",
+    "workload",
+    "metric",
+    "statistic",
+    "clock",
+    "unit",
+    "bound",
+    "direction",
+    "description",
+)
+_HEADER = re.compile(r"^\s*\[\[\s*target\s*\]\]")
+_TOML_LINE = re.compile(r"at line (\d+)")
+_NAME = re.compile(r"^[a-z][a-z0-9_.-]*$")
+
+
+def load_targets(
+    path: Path | str = DEFAULT_TARGETS_PATH,
+    workloads: Mapping[str, WorkloadInfo] | None = None,
+) -> tuple[Target, ...]:
+    """Every target of the file at ``path``, validated against ``workloads``.
+
+    ``workloads`` defaults to :data:`workloads.registry.WORKLOADS`.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TargetsError(
+            f"cannot read the targets file: {exc}", where=str(path), expected="a UTF-8 TOML file"
+        ) from None
+    return parse_targets(text, str(path), workloads)
+
+
+def parse_targets(
+    text: str, source: str, workloads: Mapping[str, WorkloadInfo] | None = None
+) -> tuple[Target, ...]:
+    """The targets of TOML ``text`` (``source`` names it in errors); see :func:`load_targets`."""
+    known = registry.WORKLOADS if workloads is None else workloads
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        found = _TOML_LINE.search(str(exc))
+        where = f"{source}:{found.group(1)}" if found else source
+        raise TargetsError(f"not valid TOML: {exc}", where=where) from None
+    lines = text.splitlines()
+    headers = [number for number, line in enumerate(lines, start=1) if _HEADER.match(line)]
+    schema = document.get("schema")
+    if schema != SCHEMA_VERSION or isinstance(schema, bool):
+        raise TargetsError(
+            f"schema version {schema!r}",
+            where=f"{source}:{_line_of_key(lines, 0, len(lines), 'schema') or 1}: field schema",
+            expected=f"a top-level `schema = {SCHEMA_VERSION}`",
+        )
+    extra = sorted(set(document) - {"schema", "target"})
+    if extra:
+        raise TargetsError(
+            f"unknown top-level key {extra[0]!r}",
+            where=f"{source}:{_line_of_key(lines, 0, len(lines), extra[0]) or 1}",
+            expected="only `schema` and [[target]] tables",
+        )
+    tables = document.get("target")
+    if not isinstance(tables, list) or not tables:
+        raise TargetsError("no targets", where=source, expected="at least one [[target]] table")
+    targets: list[Target] = []
+    seen: dict[str, int] = {}
+    for index, table in enumerate(tables):
+        header = headers[index] if index < len(headers) else 0
+        end = headers[index + 1] - 1 if index + 1 < len(headers) else len(lines)
+        target = _parse_one(table, known, source, lines, header, end)
+        if target.name in seen:
+            raise TargetsError(
+                f"duplicate target name {target.name!r} (first at line {seen[target.name]})",
+                where=_where(source, lines, header, end, "name"),
+                expected="unique target names",
+            )
+        seen[target.name] = header
+        targets.append(target)
+    return tuple(targets)
+
+
+def _line_of_key(lines: Sequence[str], start: int, end: int, key: str) -> int:
+    """The 1-based line of ``key = ...`` within lines ``start..end`` (1-based), or 0."""
+    pattern = re.compile(rf"^\s*{re.escape(key)}\s*=")
+    for number in range(max(start, 1), end + 1):
+        if pattern.match(lines[number - 1]):
+            return number
+    return 0
+
+
+def _where(source: str, lines: Sequence[str], header: int, end: int, field: str) -> str:
+    line = _line_of_key(lines, header, end, field) or header
+    return f"{source}:{line}: field {field}" if line else f"{source}: field {field}"
+
+
+def _parse_one(
+    table: Any,
+    known: Mapping[str, WorkloadInfo],
+    source: str,
+    lines: Sequence[str],
+    header: int,
+    end: int,
+) -> Target:
+    def fail(field: str, what: str, expected: str) -> TargetsError:
+        return TargetsError(
+            what, where=_where(source, lines, header, end, field), expected=expected
+        )
+
+    if not isinstance(table, dict):
+        raise TargetsError(
+            "`target` is not an array of tables", where=source, expected="[[target]] tables"
+        )
+    for field in table:
+        if field not in _FIELDS:
+            raise fail(field, f"unknown field {field!r}", "one of " + ", ".join(_FIELDS))
+    for field in _FIELDS:
+        if field not in table:
+            raise TargetsError(
+                f"missing field {field!r}",
+                where=f"{source}:{header}" if header else source,
+                expected="every field: " + ", ".join(_FIELDS),
+            )
+    strings: dict[str, str] = {}
+    for field in _FIELDS:
+        if field == "bound":
+            continue
+        value = table[field]
+        if not isinstance(value, str) or not value.strip():
+            raise fail(field, f"{field} is {value!r}", "a non-empty string")
+        strings[field] = value
+    for field, kind in _ALLOWED.items():
+        if strings[field] not in {member.value for member in kind}:
+            choices = ", ".join(member.value for member in kind)
+            raise fail(field, f"{field} {strings[field]!r}", f"one of {choices}")
+    bound = table["bound"]
+    if isinstance(bound, bool) or not isinstance(bound, int | float) or not math.isfinite(bound):
+        raise fail("bound", f"bound is {bound!r}", "a finite number")
+    name = strings["name"]
+    if not _NAME.match(name):
+        raise fail("name", f"name {name!r}", "lower-case letters, digits, '_', '.', '-'")
+    workload = strings["workload"]
+    info = known.get(workload)
+    if info is None:
+        raise fail("workload", f"unknown workload {workload!r}", "one of " + ", ".join(known))
+    metric = strings["metric"]
+    clock = Clock(strings["clock"])
+    unit = Unit(strings["unit"])
+    if metric == PYPERF_METRIC:
+        if clock is not Clock.WALL or unit is not Unit.SECONDS:
+            raise fail("clock", "pyperf values are wall-clock seconds", "clock wall and unit s")
+    elif metric not in info.metrics:
+        raise fail(
+            "metric",
+            f"workload {workload!r} records no metric {metric!r}",
+            "one of " + ", ".join((*info.metrics, PYPERF_METRIC)),
+        )
+    elif clock.value != info.clock:
+        raise fail("clock", f"clock {clock.value!r} but {workload} is on {info.clock}", info.clock)
+    return Target(
+        name=name,
+        workload=workload,
+        metric=metric,
+        statistic=Statistic(strings["statistic"]),
+        clock=clock,
+        unit=unit,
+        bound=float(bound),
+        direction=Direction(strings["direction"]),
+        description=strings["description"],
+        line=header,
+    )
+
+
+def measurement_of(target: Target, samples: Iterable[MetricSamples]) -> Measurement:
+    """The values ``target`` reads from a run's samples, each with its round.
+
+    Raises :class:`~harness.errors.WorkloadError` when the workload recorded the
+    metric on another clock or in another unit than the target says, or
+    recorded a value that is not finite: a workload bug, never a verdict.
+    """
+    values: list[float] = []
+    rounds: list[str] = []
+    for sample in samples:
+        if sample.workload != target.workload or sample.metric != target.metric:
+            continue
+        where = f"workload {sample.workload}, metric {sample.metric}, round {sample.round}"
+        if sample.clock != target.clock.value or sample.unit != target.unit.value:
+            raise WorkloadError(
+                f"recorded on clock {sample.clock!r} in unit {sample.unit!r}",
+                where=where,
+                expected=f"clock {target.clock.value!r}, unit {target.unit.value!r} "
+                f"(target {target.name})",
+            )
+        if not all(math.isfinite(v) for v in sample.values):
+            raise WorkloadError("recorded a value that is not finite", where=where)
+        values.extend(sample.values)
+        rounds.extend([sample.round] * len(sample.values))
+    return Measurement(tuple(values), tuple(rounds))
+
+
+def statistic_of(values: npt.ArrayLike, statistic: Statistic) -> float:
+    """``statistic`` of ``values`` (linear-interpolation percentiles)."""
+    array = np.asarray(values, dtype=float)
+    if statistic is Statistic.MEAN:
+        return float(np.mean(array))
+    percent = {Statistic.P50: 50.0, Statistic.MEDIAN: 50.0, Statistic.P95: 95.0}.get(
+        statistic, 99.0
+    )
+    return float(np.percentile(array, percent))
+
+
+def evaluate(
+    target: Target,
+    values: Sequence[float],
+    *,
+    rounds: Sequence[str] | None = None,
+    seed: int = 0,
+    resamples: int = RESAMPLES,
+) -> Verdict:
+    """The verdict of ``target`` on ``values``.
+
+    ``rounds`` labels each value with its round (same length as ``values``);
+    without it every value is its own resampling unit. ``seed`` seeds the
+    bootstrap (mixed with a stable hash of the target's name).
+    """
+    if rounds is not None and len(rounds) != len(values):
+        raise ValueError(f"{len(rounds)} round labels for {len(values)} values")
+    if not values:
+        return Verdict(
+            target, Outcome.MISSING, None, None, SpreadMethod.NONE, target.bound, None, False, 0, 0
+        )
+    array = np.asarray(values, dtype=float)
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"target {target.name}: a value is not finite")
+    value = statistic_of(array, target.statistic)
+    groups = _groups(array, rounds) if rounds is not None else []
+    name_hash = int.from_bytes(hashlib.sha256(target.name.encode()).digest()[:8], "big")
+    rng = np.random.default_rng([seed, name_hash])
+    if len(groups) >= 2:
+        method = SpreadMethod.BOOTSTRAP_ROUNDS
+        spread = _bootstrap_rounds(groups, target.statistic, rng, resamples)
+    else:
+        method = SpreadMethod.BOOTSTRAP_VALUES
+        spread = _bootstrap_values(array, target.statistic, rng, resamples)
+    passed = target.holds(value)
+    return Verdict(
+        target=target,
+        outcome=Outcome.PASS if passed else Outcome.FAIL,
+        value=value,
+        spread=spread,
+        spread_method=method,
+        bound=target.bound,
+        margin=target.margin(value),
+        passed=passed,
+        n=len(values),
+        rounds=len(groups) if rounds is not None else len(values),
+    )
+
+
+def _groups(array: npt.NDArray[np.float64], rounds: Sequence[str]) -> list[npt.NDArray[np.float64]]:
+    order: dict[str, list[int]] = {}
+    for index, label in enumerate(rounds):
+        order.setdefault(label, []).append(index)
+    return [array[indices] for indices in order.values()]
+
+
+def _interval(estimates: npt.NDArray[np.float64]) -> tuple[float, float]:
+    tail = (1.0 - CONFIDENCE) / 2.0 * 100.0
+    low, high = np.percentile(estimates, [tail, 100.0 - tail])
+    return float(low), float(high)
+
+
+def _bootstrap_rounds(
+    groups: Sequence[npt.NDArray[np.float64]],
+    statistic: Statistic,
+    rng: np.random.Generator,
+    resamples: int,
+) -> tuple[float, float]:
+    count = len(groups)
+    if all(len(group) == 1 for group in groups):
+        return _bootstrap_values(np.concatenate(groups), statistic, rng, resamples)
+    estimates = np.empty(resamples)
+    for index in range(resamples):
+        picks = rng.integers(0, count, size=count)
+        estimates[index] = statistic_of(np.concatenate([groups[i] for i in picks]), statistic)
+    return _interval(estimates)
+
+
+def _bootstrap_values(
+    array: npt.NDArray[np.float64],
+    statistic: Statistic,
+    rng: np.random.Generator,
+    resamples: int,
+) -> tuple[float, float]:
+    estimates = np.empty(resamples)
+    for index in range(resamples):
+        estimates[index] = statistic_of(
+            array[rng.integers(0, len(array), size=len(array))], statistic
+        )
+    return _interval(estimates)

@@ -1,0 +1,132 @@
+"""pool_overhead: what the ordered pool costs per item, and how well it overlaps I/O.
+
+Per round, interleaved in a balanced order, on the same no-op work (N items):
+the ordered pool at concurrency 1/4/16/64, ``asyncio.Semaphore`` + ``gather``,
+``asyncio.TaskGroup`` with a semaphore, aiometer, and a plain sequential loop.
+Recorded per round: ``item_cost_ratio_vs_semaphore`` (ordered pool at c=16 over
+Semaphore+gather at c=16, per item), per-item costs of each variant, and the
+I/O efficiency of the pool and of Semaphore+gather (N items of a fixed sleep
+at concurrency c: ideal makespan ceil(N/c) x sleep over the actual one) and
+their ratio in the same round.
+pyperf's value is the ordered pool's no-op batch at c=16.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Awaitable, Callable
+
+import aiometer
+
+from reference_impl.pool import OrderedPool
+from workloads._bench import Round, balanced, main
+
+NOOP_ITEMS = 20_000
+IO_ITEMS = 64
+IO_SLEEP_S = 0.020
+IO_CONCURRENCY = 16
+
+
+async def _noop() -> int:
+    return 1
+
+
+async def ordered_pool(items: int, concurrency: int, job: Callable[[], Awaitable[int]]) -> float:
+    pool: OrderedPool[int] = OrderedPool(concurrency)
+    start = time.perf_counter()
+    await pool.run([job] * items, lambda _i, _v: None)
+    return time.perf_counter() - start
+
+
+async def semaphore_gather(
+    items: int, concurrency: int, job: Callable[[], Awaitable[int]]
+) -> float:
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def one() -> int:
+        async with semaphore:
+            return await job()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(items)))
+    return time.perf_counter() - start
+
+
+async def task_group(items: int, concurrency: int, job: Callable[[], Awaitable[int]]) -> float:
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def one() -> int:
+        async with semaphore:
+            return await job()
+
+    start = time.perf_counter()
+    async with asyncio.TaskGroup() as group:
+        for _ in range(items):
+            group.create_task(one())
+    return time.perf_counter() - start
+
+
+async def with_aiometer(items: int, concurrency: int, job: Callable[[], Awaitable[int]]) -> float:
+    start = time.perf_counter()
+    await aiometer.run_all([job] * items, max_at_once=concurrency)
+    return time.perf_counter() - start
+
+
+async def sequential(items: int, _concurrency: int, job: Callable[[], Awaitable[int]]) -> float:
+    start = time.perf_counter()
+    for _ in range(items):
+        await job()
+    return time.perf_counter() - start
+
+
+VARIANTS: dict[str, tuple[Callable[..., Awaitable[float]], int]] = {
+    "ordered_pool_c1": (ordered_pool, 1),
+    "ordered_pool_c4": (ordered_pool, 4),
+    "ordered_pool_c16": (ordered_pool, 16),
+    "ordered_pool_c64": (ordered_pool, 64),
+    "semaphore_gather_c16": (semaphore_gather, 16),
+    "task_group_c16": (task_group, 16),
+    "aiometer_c16": (with_aiometer, 16),
+    "sequential": (sequential, 1),
+}
+
+
+async def _sleep_job() -> int:
+    await asyncio.sleep(IO_SLEEP_S)
+    return 1
+
+
+async def one_round(round_: Round, number: int) -> float:
+    costs: dict[str, float] = {}
+    for name in balanced(number, list(VARIANTS)):
+        fn, concurrency = VARIANTS[name]
+        costs[name] = await fn(NOOP_ITEMS, concurrency, _noop) / NOOP_ITEMS
+    for name, cost in costs.items():
+        round_.record(f"item_cost_{name}", [cost])
+    round_.record(
+        "item_cost_ratio_vs_semaphore",
+        [costs["ordered_pool_c16"] / costs["semaphore_gather_c16"]],
+        unit="ratio",
+    )
+    ideal = math.ceil(IO_ITEMS / IO_CONCURRENCY) * IO_SLEEP_S
+    efficiencies: dict[str, float] = {}
+    for name, fn in balanced(number, [("pool", ordered_pool), ("semaphore", semaphore_gather)]):
+        efficiencies[name] = ideal / await fn(IO_ITEMS, IO_CONCURRENCY, _sleep_job)
+    round_.record("io_efficiency", [efficiencies["pool"]], unit="ratio")
+    round_.record("io_efficiency_semaphore", [efficiencies["semaphore"]], unit="ratio")
+    round_.record(
+        "io_efficiency_vs_semaphore",
+        [efficiencies["pool"] / efficiencies["semaphore"]],
+        unit="ratio",
+    )
+    return costs["ordered_pool_c16"] * NOOP_ITEMS
+
+
+if __name__ == "__main__":
+    main(
+        "pool_overhead",
+        lambda round_, number: asyncio.run(one_round(round_, number)),
+        __doc__.splitlines()[0] if __doc__ else "",
+    )
