@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import hashlib
+import os
 import random
 from array import array
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping
@@ -145,14 +146,18 @@ async def run_kernel(
     *,
     capture_index: int | None = None,
     pool_factory: PoolFactory | None = None,
-    inject_slowdown: float = 0.0,
+    inject_slowdown: float | None = None,
     telemetry: Telemetry | None = None,
 ) -> Outcome:
     """Run a kernel trace's tasks through the scheduler.
 
     ``setting.concurrency`` is the scheduler's batch size and pool width; the
     legacy mode runs each batch one task at a time whatever it is.
+    ``inject_slowdown`` defaults to ``$AGENTBENCH_INJECT_SLOWDOWN`` (off when
+    unset): a planted slowdown of the scheduler path, only to validate comparisons.
     """
+    if inject_slowdown is None:
+        inject_slowdown = injected_slowdown()
     recorder = _Recorder(capture_index)
     jitter = _jittered(setting)
 
@@ -202,6 +207,26 @@ async def run_kernel(
         result.makespan_s,
         result.latencies_s,
     )
+
+
+INJECT_SLOWDOWN_ENV = "AGENTBENCH_INJECT_SLOWDOWN"
+
+
+def injected_slowdown() -> float:
+    """The planted slowdown fraction from ``$AGENTBENCH_INJECT_SLOWDOWN`` (0 when unset).
+
+    ``ValueError`` naming the variable for a value that is not a fraction >= 0.
+    """
+    text = os.environ.get(INJECT_SLOWDOWN_ENV, "").strip()
+    if not text:
+        return 0.0
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value < 10.0:
+        raise ValueError(f"{INJECT_SLOWDOWN_ENV}={text!r}: expected a fraction >= 0 (0.1 = 10 %)")
+    return value
 
 
 def _hook_config(record: HookConfigRecord) -> HookConfig:

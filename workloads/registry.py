@@ -136,7 +136,7 @@ def command(name: str, profile: Profile, output: Path) -> list[str]:
         "-m",
         f"workloads.{name}",
         *profile.pyperf_args(),
-        "--inherit-environ=AGENTBENCH_SAMPLES_DIR,AGENTBENCH_PROFILE",
+        "--inherit-environ=AGENTBENCH_SAMPLES_DIR,AGENTBENCH_PROFILE,AGENTBENCH_INJECT_SLOWDOWN",
         "--loops=1",
         "--quiet",
         f"--output={output}",

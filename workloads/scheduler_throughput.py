@@ -12,7 +12,6 @@ slowdown in the scheduler path, only to validate comparisons.
 from __future__ import annotations
 
 import asyncio
-import os
 
 from reference_impl.mode import Mode
 from workloads._bench import Round, balanced, main
@@ -25,11 +24,10 @@ TIME_SCALE = 0.1
 
 
 def one_round(round_: Round, number: int) -> float:
-    slowdown = float(os.environ.get("AGENTBENCH_INJECT_SLOWDOWN", "0") or 0)
     makespans: dict[Mode, float] = {}
     for mode in balanced(number, [Mode.LEGACY, Mode.POOLED]):
         setting = Setting(mode, CONCURRENCY, time_scale=TIME_SCALE)
-        outcome = asyncio.run(run_kernel(load_records(TRACE), setting, inject_slowdown=slowdown))
+        outcome = asyncio.run(run_kernel(load_records(TRACE), setting))
         makespans[mode] = outcome.makespan_s
     round_.record(
         "throughput_gain", [makespans[Mode.LEGACY] / makespans[Mode.POOLED] - 1.0], unit="ratio"
