@@ -3,7 +3,9 @@
 Guarantees (each one is a test in ``tests/reference_impl/test_pool.py``):
 
 * **Bound.** At most ``concurrency`` jobs run at once. Jobs are started in input
-  order; job *k* is never started before job *k-1*.
+  order; job *k* is never started before job *k-1*, nor before job
+  *k - max_ahead* is committed (default ``max(64, 4 x concurrency)``): a slow
+  head of the line never makes the pool read and buffer the whole input.
 * **Commit order.** Results are committed strictly in input order: job *k* is
   committed as soon as it and every job before it are done, through the
   ``on_commit`` callback, in the task that finished the head of the line. A
@@ -156,15 +158,19 @@ class OrderedPool(Generic[T]):
         item_timeout_s: float | None = None,
         record_timings: bool = False,
         clock: Clock = time.perf_counter,
+        max_ahead: int | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be a positive integer, got {concurrency}")
+        if max_ahead is not None and max_ahead < concurrency:
+            raise ValueError(f"max_ahead must be >= concurrency ({concurrency}), got {max_ahead}")
         if item_timeout_s is not None and item_timeout_s <= 0:
             raise ValueError(f"item_timeout_s must be positive, got {item_timeout_s}")
         self.concurrency = concurrency
         self.fail_fast = fail_fast
         self.item_timeout_s = item_timeout_s
         self.record_timings = record_timings
+        self.max_ahead = max_ahead if max_ahead is not None else max(64, 4 * concurrency)
         self._clock = clock
         # Levels of the run in progress.
         self._active = 0
@@ -284,6 +290,7 @@ class OrderedPool(Generic[T]):
                 counts[1] += 1
                 nxt += 1
             state.next_commit = nxt
+            state.wake()
 
         def finish(index: int, value: object, start: float, done: float) -> None:
             self._run_total += done - start
@@ -295,6 +302,7 @@ class OrderedPool(Generic[T]):
                 if not settle and (state.failure_index is None or index < state.failure_index):
                     state.failure_index = index
                     state.failure = value.error
+                    state.wake()
                     # Jobs after the failure are not needed: cancel them.
                     for later, task in list(running.items()):
                         if later > index:
@@ -309,6 +317,7 @@ class OrderedPool(Generic[T]):
                     self._committed += 1
                     counts[1] += 1
                     state.next_commit = index + 1
+                    state.wake()
                     if pending:
                         commit_ready()
             else:
@@ -346,8 +355,18 @@ class OrderedPool(Generic[T]):
             counts[0] += 1
             return item
 
+        max_ahead = self.max_ahead
+
         async def worker() -> None:
-            while (item := next_job()) is not None:
+            while True:
+                # Bounded run-ahead: never more than max_ahead jobs started past the
+                # commit head, so a slow head cannot make the pool buffer everything.
+                while counts[0] - state.next_commit >= max_ahead and state.failure_index is None:
+                    if state.advanced is None:
+                        state.advanced = asyncio.get_running_loop().create_future()
+                    await asyncio.shield(state.advanced)
+                if (item := next_job()) is None:
+                    return
                 index, job = item
                 task = asyncio.current_task()
                 assert task is not None
@@ -400,11 +419,21 @@ class OrderedPool(Generic[T]):
 class _RunState:
     """Mutable bookkeeping of one run (kept off the pool so runs never share it)."""
 
-    __slots__ = ("commit_waits", "failure", "failure_index", "next_commit", "runs")
+    __slots__ = ("advanced", "commit_waits", "failure", "failure_index", "next_commit", "runs")
 
     def __init__(self) -> None:
         self.next_commit = 0
+        # Set when the commit head moves or a job fails: wakes workers held back by
+        # the run-ahead bound. Created only when a worker has to wait.
+        self.advanced: asyncio.Future[None] | None = None
         self.failure_index: int | None = None
         self.failure: BaseException | None = None
         self.runs: dict[int, tuple[float, float]] = {}
         self.commit_waits: dict[int, float] = {}
+
+    def wake(self) -> None:
+        """Release the workers waiting for the commit head to move."""
+        if self.advanced is not None:
+            if not self.advanced.done():
+                self.advanced.set_result(None)
+            self.advanced = None

@@ -352,3 +352,55 @@ def test_bad_arguments_are_refused() -> None:
         OrderedPool[int](0)
     with pytest.raises(ValueError, match="item_timeout_s"):
         OrderedPool[int](1, item_timeout_s=0)
+
+
+def test_a_slow_head_bounds_how_far_the_pool_runs_ahead() -> None:
+    async def main() -> None:
+        gate = asyncio.Event()
+        started: list[int] = []
+
+        def job(index: int) -> Callable[[], Awaitable[int]]:
+            async def run() -> int:
+                started.append(index)
+                if index == 0:
+                    await gate.wait()
+                return index
+
+            return run
+
+        pool: OrderedPool[int] = OrderedPool(4, max_ahead=16)
+        committed: list[int] = []
+        runner = asyncio.create_task(
+            pool.run((job(i) for i in range(20_000)), lambda i, v: committed.append(v))
+        )
+        await yields(200)
+        assert len(started) == 16, "no job starts more than max_ahead past the commit head"
+        assert committed == []
+        gate.set()
+        await runner
+        assert committed == list(range(20_000))
+
+    asyncio.run(main())
+
+
+def test_a_failure_releases_workers_held_by_the_run_ahead_bound() -> None:
+    async def main() -> None:
+        gate = asyncio.Event()
+
+        async def head() -> int:
+            await gate.wait()
+            raise Boom("head")
+
+        async def quick() -> int:
+            return 1
+
+        pool: OrderedPool[int] = OrderedPool(2, max_ahead=4)
+        runner = asyncio.create_task(pool.run([head] + [quick] * 100))
+        await yields(20)
+        gate.set()
+        with pytest.raises(PoolItemError) as info:
+            await runner
+        assert info.value.index == 0
+        assert not asyncio.all_tasks() - {asyncio.current_task()}
+
+    asyncio.run(main())
