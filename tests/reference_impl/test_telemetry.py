@@ -205,3 +205,42 @@ def test_prometheus_endpoint_serves_and_shutdown_releases_the_port() -> None:
     # The same port can serve again: the first endpoint is gone.
     again = Telemetry(config)
     again.shutdown()
+
+
+def test_otlp_http_exports_to_a_collector_on_loopback() -> None:
+    """A real OTLP/HTTP export: a stand-in collector on 127.0.0.1 receives the metrics."""
+    import http.server
+    import threading
+
+    received: list[tuple[str, bytes]] = []
+
+    class Collector(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length", "0"))
+            received.append((self.path, self.rfile.read(length)))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            del format, args
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+        config = TelemetryConfig(exporter=Exporter.OTLP_HTTP, endpoint=endpoint)
+        telemetry = Telemetry(config, keep_in_memory=True)
+        telemetry.record_samples("prp.gate.duration", [12.0, 180.0])
+        assert points_named(telemetry.collect(), "prp.gate.duration")[0].count == 2
+        telemetry.shutdown()  # flushes the periodic exporter
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    assert received, "the collector received nothing"
+    path, body = received[0]
+    assert path == "/v1/metrics"
+    assert b"prp.gate.duration" in body
