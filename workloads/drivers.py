@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, 
 from dataclasses import dataclass, field
 from typing import Any
 
-from reference_impl.events import canonical_json
+from reference_impl.events import EvidenceChain, canonical_json
 from reference_impl.kernel.mcp import (
     CallOutcome,
     HookConfig,
@@ -42,7 +42,6 @@ from reference_impl.mode import Mode
 from reference_impl.pool import OrderedPool
 from reference_impl.telemetry import Telemetry, mcp_source, scheduler_source
 from workloads.trace import (
-    GateRecord,
     HookConfigRecord,
     InputRecord,
     ToolCallRecord,
@@ -289,8 +288,6 @@ async def run_mcp(
     The evidence digest chains the committed results; hook latencies per call
     are returned as ``latencies_s``.
     """
-    from reference_impl.events import EvidenceChain
-
     recorder = _Recorder(capture_index)
     chain = EvidenceChain()
     jitter = _jittered(setting)
@@ -383,6 +380,3 @@ def run_trace_records(kind: str) -> Driver:
 
         return run_prp
     raise ValueError(f"unknown trace kind {kind!r}; expected kernel, mcp or prp")
-
-
-_ = GateRecord  # the prp driver's record type, re-exported for it
