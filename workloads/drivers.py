@@ -53,6 +53,7 @@ from workloads.trace import (
 __all__ = [
     "CANONICAL",
     "Outcome",
+    "Recorder",
     "Setting",
     "run_kernel",
     "run_mcp",
@@ -85,8 +86,8 @@ CANONICAL = Setting(Mode.LEGACY, 1, 0.0, 0)
 
 
 @dataclass(slots=True)
-class _Recorder:
-    """Digests of the committed sequence, one short digest per event, and the captured event."""
+class Recorder:
+    """For drivers: the committed-sequence digest, a short digest per event, one captured event."""
 
     capture_index: int | None = None
     committed: Any = field(default_factory=hashlib.sha256)
@@ -102,6 +103,28 @@ class _Recorder:
         if self.count == self.capture_index:
             self.captured = dict(event)
         self.count += 1
+
+    def outcome(
+        self,
+        events_digest: str,
+        evidence_digest: str,
+        counts: Mapping[str, int],
+        makespan_s: float,
+        latencies_s: array[float],
+        metrics: Mapping[str, Any] | None = None,
+    ) -> Outcome:
+        """The run's :class:`Outcome`: the driver's digests and figures, and what was recorded."""
+        return Outcome(
+            self.committed.hexdigest(),
+            events_digest,
+            evidence_digest,
+            counts,
+            bytes(self.event_digests),
+            self.captured,
+            makespan_s,
+            latencies_s,
+            metrics or {},
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +180,7 @@ async def run_kernel(
     """
     if inject_slowdown is None:
         inject_slowdown = injected_slowdown()
-    recorder = _Recorder(capture_index)
+    recorder = Recorder(capture_index)
     jitter = _jittered(setting)
 
     def tasks() -> Iterator[TaskSpec]:
@@ -196,15 +219,8 @@ async def run_kernel(
         telemetry.collect()
         telemetry.remove_source(source)
     counts = {"committed": result.records_count, "failed": failed}
-    return Outcome(
-        recorder.committed.hexdigest(),
-        result.event_digest,
-        result.evidence_digest,
-        counts,
-        bytes(recorder.event_digests),
-        recorder.captured,
-        result.makespan_s,
-        result.latencies_s,
+    return recorder.outcome(
+        result.event_digest, result.evidence_digest, counts, result.makespan_s, result.latencies_s
     )
 
 
@@ -288,7 +304,7 @@ async def run_mcp(
     The evidence digest chains the committed results; hook latencies per call
     are returned as ``latencies_s``.
     """
-    recorder = _Recorder(capture_index)
+    recorder = Recorder(capture_index)
     chain = EvidenceChain()
     jitter = _jittered(setting)
     loop = asyncio.get_running_loop()
@@ -354,6 +370,9 @@ async def run_mcp(
         attrs = {"mode": setting.mode.value}
         telemetry.record_samples("kernel.mcp.hook.duration", hook_samples, attrs)
     events_digest = hashlib.sha256(bytes(recorder.event_digests)).hexdigest()
+    return recorder.outcome(
+        events_digest, chain.digest(), counts, loop.time() - started, hook_samples
+    )
     return Outcome(
         recorder.committed.hexdigest(),
         events_digest,

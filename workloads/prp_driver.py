@@ -9,6 +9,7 @@ bundled enforcement profile ``reference_impl/prp/examples/initial.md``.
 from __future__ import annotations
 
 import tempfile
+from array import array
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from reference_impl.prp.config import PrpConfig
 from reference_impl.prp.gates import GateKind, GateSpec
 from reference_impl.prp.runner import PrpRunner
 from reference_impl.telemetry import Telemetry, prp_source
-from workloads.drivers import Outcome, PoolFactory, Setting, _Recorder
+from workloads.drivers import Outcome, PoolFactory, Recorder, Setting
 from workloads.trace import GateRecord, InputRecord
 
 __all__ = ["PROFILE", "gate_specs", "run_prp"]
@@ -61,7 +62,7 @@ async def run_prp(
         spool_concurrency=setting.concurrency,
         spool_max_concurrency=max(4, setting.concurrency),
     )
-    recorder = _Recorder(capture_index)
+    recorder = Recorder(capture_index)
     with tempfile.TemporaryDirectory(prefix="agentbench-prp-") as tmp:
         runner = PrpRunner(
             setting.mode,
@@ -97,15 +98,10 @@ async def run_prp(
         "failed": len(result.failed),
         "skipped": len(result.skipped),
     }
-    from array import array
-
-    return Outcome(
-        recorder.committed.hexdigest(),
+    return recorder.outcome(
         result.event_digest,
         result.evidence_digest,
         counts,
-        bytes(recorder.event_digests),
-        recorder.captured,
         result.makespan_s,
         array("d", [w.wait_s for w in result.approval_waits]),
         {"gates_per_hour": result.gates_per_hour},
