@@ -324,6 +324,10 @@ def _replay_command(args: argparse.Namespace) -> int:
     all_ok = True
     for path in args.trace:
         progress = _Progress(path.name, len(settings))
+        try:
+            read_header(path)  # a bad trace says so before anything else is printed
+        except TraceFormatError as exc:
+            raise TraceError(exc.message, where=_where(exc)) from None
         print(f"{path}: {len(settings)} settings", flush=True)
         report = replay_trace(path, settings, progress=progress)
         if sys.stderr.isatty():
