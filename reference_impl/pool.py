@@ -22,8 +22,9 @@ Guarantees (each one is a test in ``tests/reference_impl/test_pool.py``):
   and waits for them: no task the pool created outlives :meth:`OrderedPool.run`.
 * **Timeout.** With ``item_timeout_s``, a job that runs longer is cancelled and
   counts as a failure (:class:`ItemTimeout`).
-* **Concurrency 1** is a plain sequential loop in the caller's task: no task is
-  created, each job is committed right after it returns.
+* **Concurrency 1** (or a batch of a single job) is a plain sequential loop in
+  the caller's task: no task is created, each job is committed right after it
+  returns. A sized batch never gets more worker tasks than it has jobs.
 
 Measurement: per job, *queue wait* (from the run's start to the job's start),
 *run time* and *commit wait* (done, but waiting for an earlier job: the
@@ -377,12 +378,15 @@ class OrderedPool(Generic[T]):
                     running.pop(index, None)
 
         try:
-            if self.concurrency == 1:
+            # Never more workers than jobs: a batch of one job is a plain call.
+            width = min(self.concurrency, self._total) if isinstance(jobs, Sized) else 0
+            width = width or self.concurrency
+            if width == 1:
                 # A plain sequential loop: no task, no bookkeeping of running jobs.
                 while (item := next_job()) is not None:
                     await run_one(*item)
             else:
-                workers = [asyncio.ensure_future(worker()) for _ in range(self.concurrency)]
+                workers = [asyncio.ensure_future(worker()) for _ in range(width)]
                 try:
                     await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
                 finally:

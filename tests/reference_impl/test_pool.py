@@ -404,3 +404,23 @@ def test_a_failure_releases_workers_held_by_the_run_ahead_bound() -> None:
         assert not asyncio.all_tasks() - {asyncio.current_task()}
 
     asyncio.run(main())
+
+
+def test_a_single_job_batch_runs_in_the_callers_task_and_small_batches_get_few_workers() -> None:
+    async def main() -> None:
+        caller = asyncio.current_task()
+        seen: list[asyncio.Task[object] | None] = []
+
+        async def job() -> int:
+            seen.append(asyncio.current_task())
+            await asyncio.sleep(0)
+            return 1
+
+        await OrderedPool[int](8).run([job])
+        assert seen == [caller]
+        seen.clear()
+        await OrderedPool[int](8).run([job, job, job])
+        assert len(set(seen)) == 3
+        assert caller not in seen
+
+    asyncio.run(main())
