@@ -24,7 +24,7 @@ def _install(session: nox.Session, extras: str = "") -> None:
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """Run the test suite (pytest arguments after ``--``; slow real-server tests included)."""
-    _install(session, "test")
+    _install(session, "test,peers")
     session.run("pytest", *session.posargs)
 
 
@@ -40,15 +40,21 @@ def lint(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
     """The main job: ``harness run --profile fast`` (extra harness arguments after ``--``)."""
-    _install(session)
+    _install(session, "peers")
     session.run("harness", "run", "--profile", "fast", *session.posargs)
 
 
 @nox.session(python=PYTHON)
 def nightly(session: nox.Session) -> None:
-    """The rigorous run with replay of every shipped trace (CI's nightly job)."""
-    _install(session)
-    session.run("harness", "run", "--profile", "rigorous", *session.posargs)
+    """The rigorous run (with its determinism replay), then the report, whatever the run's verdict.
+
+    The session fails when the run does (a target missed, a replay diverged).
+    """
+    _install(session, "peers")
+    try:
+        session.run("harness", "run", "--profile", "rigorous", *session.posargs)
+    finally:
+        session.run("harness", "report")
 
 
 @nox.session(python=PYTHON)
@@ -57,3 +63,33 @@ def replay(session: nox.Session) -> None:
     _install(session)
     traces = sorted(str(p) for p in Path("workloads/traces").glob("*.jsonl*"))
     session.run("harness", "replay", *traces, *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def compare(session: nox.Session) -> None:
+    """Branch comparison: ``nox -s compare -- BASE_REF CANDIDATE_REF [opts] [-- compare opts]``.
+
+    ``harness interleave`` measures the two refs alternately in a balanced order (each
+    in its own worktree and virtualenv; its options before a second ``--``), then
+    ``harness compare`` judges the two bundles (its options after it) and writes
+    compare.md and compare.json beside them. The session fails when ``harness compare``
+    does: nox exits 1 for any failure, its log line gives compare's own exit status.
+    """
+    args = list(session.posargs)
+    cut = args.index("--") if "--" in args else len(args)
+    interleave_args, compare_args = args[:cut], args[cut + 1 :]
+    if len(interleave_args) < 2:
+        session.error("usage: nox -s compare -- BASE_REF CANDIDATE_REF [options] [-- options]")
+    _install(session)
+    session.install("uv")  # builds each side's virtualenv in seconds
+    # stdout (the two bundle paths) is captured; the progress on stderr stays live.
+    printed = session.run("harness", "interleave", *interleave_args, silent=True, stderr=None)
+    bundles = dict(line.split(": ", 1) for line in str(printed).splitlines() if ": " in line)
+    base, candidate = Path(bundles["base"]), Path(bundles["candidate"])
+    session.log(f"base bundle: {base}; candidate bundle: {candidate}")
+    out = base.parent
+    session.run(
+        "harness",
+        *("compare", str(base), str(candidate), *compare_args),
+        *("--markdown", str(out / "compare.md"), "--json", str(out / "compare.json")),
+    )

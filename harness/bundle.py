@@ -42,7 +42,7 @@ import pyperf
 
 from harness.environment import Environment
 from harness.errors import BundleError, WorkloadError
-from harness.targets import PYPERF_METRIC, Verdict
+from harness.targets import PYPERF_METRIC, Outcome, Verdict
 from workloads.samples import MetricSamples
 
 __all__ = [
@@ -54,6 +54,7 @@ __all__ = [
     "Bundle",
     "Determinism",
     "DeterminismStatus",
+    "Interleaving",
     "Manifest",
     "ProfileRecord",
     "WorkloadRun",
@@ -66,6 +67,12 @@ __all__ = [
 # Schema history:
 # 1: results.json, samples.jsonl, metrics.json, manifest.json (profile, workloads,
 #    environment + fingerprint, traces, targets file, verdicts, determinism).
+#    Later, without a version change (older manifests read as before):
+#    workloads[].skipped (the workload's skip line, "" when it ran) and the verdict
+#    outcome "skipped".
+#    Amended, still 1: an optional ``interleaving`` record (None for a plain run) on
+#    one side of an interleaved comparison; readers of the earlier files decode it
+#    as None, and msgspec readers of the earlier code ignore the unknown field.
 SCHEMA_VERSION = 1
 RESULTS = "results.json"
 SAMPLES = "samples.jsonl"
@@ -86,7 +93,11 @@ class ProfileRecord(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class WorkloadRun(msgspec.Struct, frozen=True, kw_only=True):
-    """One workload of a run: its pyperf benchmarks, its samples, its wall time."""
+    """One workload of a run: its pyperf benchmarks, its samples, its wall time.
+
+    ``skipped`` is the line a workload that skipped itself wrote (what it lacks
+    and how to install it; then it has no benchmarks and no samples), else "".
+    """
 
     name: str
     clock: str
@@ -94,6 +105,7 @@ class WorkloadRun(msgspec.Struct, frozen=True, kw_only=True):
     samples: int
     elapsed_s: float
     traces: list[str]
+    skipped: str = ""
 
 
 class DeterminismStatus(enum.StrEnum):
@@ -112,6 +124,28 @@ class Determinism(msgspec.Struct, frozen=True, kw_only=True):
     results: list[dict[str, Any]] = msgspec.field(default_factory=list)
 
 
+class Interleaving(msgspec.Struct, frozen=True, kw_only=True):
+    """One side of an interleaved comparison (``harness interleave``): how it was run.
+
+    ``order`` holds one entry per round, ``"AB"`` (base first) or ``"BA"``: the
+    order actually used. Round ``k``'s samples carry round ids ``r<k>:<side>:...``
+    and each benchmark's ``k``-th pyperf run is round ``k``; the same ``k`` on the
+    two sides is a pair. ``method`` is ``"ABBA"`` or ``"random"`` (a seeded,
+    balanced permutation; ``seed`` reproduces it). ``env`` holds the variables
+    set for this side only (``--base-env`` / ``--candidate-env``).
+    """
+
+    side: str
+    ref: str
+    sha: str
+    method: str
+    seed: int | None
+    rounds: int
+    order: list[str]
+    pair_id: str
+    env: dict[str, str] = msgspec.field(default_factory=dict)
+
+
 class Manifest(msgspec.Struct, frozen=True, kw_only=True):
     """What a run was, where it ran and what it concluded (``manifest.json``)."""
 
@@ -128,12 +162,13 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True):
     verdicts: list[Verdict]
     determinism: Determinism
     otlp_endpoint: str | None = None
+    interleaving: Interleaving | None = None
 
     @property
     def passed(self) -> bool:
-        """Every target passed and replay did not diverge."""
+        """Every target passed (or was skipped with its workload) and replay did not diverge."""
         return (
-            all(verdict.passed for verdict in self.verdicts)
+            all(verdict.passed or verdict.outcome is Outcome.SKIPPED for verdict in self.verdicts)
             and self.determinism.status is not DeterminismStatus.DIVERGED
         )
 

@@ -22,6 +22,8 @@ EXIT_WORSE = 1
 EXIT_BAD_INPUT = 2
 
 Command = Callable[[argparse.Namespace], int]
+# harness.report.DEFAULT_TREND_RUNS, not imported here: the report pulls in matplotlib.
+REPORT_TREND_RUNS = 20
 
 DESCRIPTION = """\
 Observability-first benchmarking harness for the agent-workflow runtime.
@@ -50,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(subparsers)
     replay.add_parser(subparsers)
     _add_history(subparsers)
+    _add_compare(subparsers)
+    _add_calibrate(subparsers)
+    _add_interleave(subparsers)
+    _add_report(subparsers)
     return parser
 
 
@@ -158,6 +164,425 @@ def _history_command(args: argparse.Namespace) -> int:
     else:
         frame = history.runs(store, limit=args.limit)
     print(history.render(frame))
+    return EXIT_OK
+
+
+def _add_report(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from harness.profiles import HotPath
+
+    report = subparsers.add_parser(
+        "report",
+        help="render a run bundle as a self-contained HTML report and a Markdown summary",
+        description="Render BUNDLE (default: the latest bundle in reports/) as one HTML file\n"
+        "that works offline (inline CSS and SVG charts, nothing fetched), and summary.md\n"
+        "beside it: the verdict, the targets, legacy vs pooled, distributions, trends\n"
+        "from the history, the comparison with --base, the peers, the determinism\n"
+        "replay, pyinstrument profiles of the hot paths and the environment.",
+        epilog="exit status: 0 report written, 2 bad input (missing bundle or base)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    report.add_argument(
+        "bundle", metavar="BUNDLE", type=Path, nargs="?", help="a run bundle directory"
+    )
+    report.add_argument(
+        "--reports",
+        metavar="DIR",
+        type=Path,
+        default=Path("reports"),
+        help="where to look for the latest bundle; default: %(default)s",
+    )
+    report.add_argument(
+        "--base",
+        metavar="BUNDLE_OR_JSON",
+        type=Path,
+        help="compare with this base: a bundle, or the JSON of `harness compare --json`",
+    )
+    report.add_argument(
+        "--out",
+        metavar="FILE",
+        type=Path,
+        help="the HTML report; default: report.html in the bundle's reports directory",
+    )
+    report.add_argument(
+        "--summary",
+        metavar="FILE",
+        type=Path,
+        help="the Markdown summary; default: summary.md beside the report",
+    )
+    report.add_argument(
+        "--history",
+        metavar="FILE",
+        type=Path,
+        help="the history store for the trends; default: history.sqlite beside the bundle",
+    )
+    report.add_argument(
+        "--trend-runs",
+        metavar="N",
+        type=int,
+        default=REPORT_TREND_RUNS,
+        help="how many recent runs of the branch the trends show; default: %(default)s",
+    )
+    report.add_argument(
+        "--profile-workloads",
+        metavar="NAME",
+        nargs="+",
+        choices=[path.value for path in HotPath],
+        default=[path.value for path in HotPath],
+        help="the hot paths to profile with pyinstrument (%(choices)s); default: all",
+    )
+    report.add_argument(
+        "--no-profile", action="store_true", help="skip the profiles of the hot paths"
+    )
+    report.set_defaults(handler=_report_command)
+
+
+def _report_command(args: argparse.Namespace) -> int:
+    from harness.errors import HarnessError
+    from harness.profiles import HotPath
+    from harness.report import ReportOptions, write_report
+
+    if args.trend_runs < 1:
+        raise HarnessError(
+            f"--trend-runs {args.trend_runs}", where="--trend-runs", expected="at least 1"
+        )
+    result = write_report(
+        ReportOptions(
+            bundle=args.bundle,
+            reports_dir=args.reports,
+            base=args.base,
+            out=args.out,
+            summary=args.summary,
+            history=args.history,
+            trend_runs=args.trend_runs,
+            profile=() if args.no_profile else tuple(HotPath(n) for n in args.profile_workloads),
+        )
+    )
+    print(f"{result.headline.title}")
+    print(f"report: {result.html_path}")
+    print(f"summary: {result.summary_path}")
+    return EXIT_OK
+
+
+def _add_interleave(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from harness.interleave import DEFAULT_OUT, DEFAULT_ROUNDS
+
+    interleave = subparsers.add_parser(
+        "interleave",
+        help="measure two git refs alternately (balanced ABBA order) into two bundles",
+        description="Check out BASE_REF and CANDIDATE_REF as git worktrees, install each in\n"
+        "its own virtualenv, then for each round and workload run the two sides one\n"
+        "after the other in a balanced order: ABBA (round k even: base first, odd:\n"
+        "candidate first) or a seeded random permutation with as many of each. One\n"
+        "pyperf process per side, round and workload. Writes <out>/<run-id>-base and\n"
+        "<out>/<run-id>-candidate atomically, the order used recorded in both manifests\n"
+        "(round ids r<k>:<side>:... pair the sides), removes the worktrees whatever\n"
+        "happens, and prints the two bundle paths. `harness compare` judges them;\n"
+        "`nox -s compare -- BASE_REF CANDIDATE_REF` does both.",
+        epilog="exit status: 0 both bundles written, 2 bad input (a ref that names no\n"
+        "commit, an unknown workload, a malformed VAR=VALUE) or an environment that\n"
+        "cannot run it (a side that does not install, a workload that fails)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    for name, metavar in (("base_ref", "BASE_REF"), ("candidate_ref", "CANDIDATE_REF")):
+        interleave.add_argument(name, metavar=metavar, help="a branch, tag or commit id")
+    interleave.add_argument(
+        "--rounds",
+        metavar="N",
+        type=int,
+        default=DEFAULT_ROUNDS,
+        help="rounds (each runs every workload once per side); default: %(default)s",
+    )
+    interleave.add_argument(
+        "--workload",
+        dest="workloads",
+        metavar="NAME",
+        action="extend",
+        nargs="+",
+        default=[],
+        help="run only these workloads (repeatable); default: every wall-clock workload "
+        "(trace-clock ones are deterministic)",
+    )
+    interleave.add_argument(
+        "--out",
+        metavar="DIR",
+        type=Path,
+        default=DEFAULT_OUT,
+        help="where the two bundles go; default: %(default)s",
+    )
+    interleave.add_argument(
+        "--order",
+        choices=("abba", "random"),
+        default="abba",
+        help="ABBA across rounds, or a seeded random balanced order; default: %(default)s",
+    )
+    interleave.add_argument(
+        "--seed", metavar="S", type=int, help="the random order's seed (default: drawn, recorded)"
+    )
+    interleave.add_argument(
+        "--base-env",
+        metavar="VAR=VALUE",
+        action="append",
+        default=[],
+        help="set a variable for the base side only (repeatable)",
+    )
+    interleave.add_argument(
+        "--candidate-env",
+        metavar="VAR=VALUE",
+        action="append",
+        default=[],
+        help="set a variable for the candidate side only (repeatable), e.g. "
+        "AGENTBENCH_INJECT_SLOWDOWN=0.1 to plant a 10 %% slowdown",
+    )
+    interleave.add_argument(
+        "--repo",
+        metavar="DIR",
+        type=Path,
+        default=Path(),
+        help="the git repository the refs belong to; default: the current directory",
+    )
+    interleave.set_defaults(handler=_interleave_command)
+
+
+def _interleave_command(args: argparse.Namespace) -> int:
+    from harness.interleave import InterleaveOptions, OrderMethod, interleave, parse_assignments
+
+    result = interleave(
+        InterleaveOptions(
+            base_ref=args.base_ref,
+            candidate_ref=args.candidate_ref,
+            rounds=args.rounds,
+            workloads=tuple(args.workloads),
+            out_dir=args.out,
+            method=OrderMethod.RANDOM if args.order == "random" else OrderMethod.ABBA,
+            seed=args.seed,
+            base_env=parse_assignments(args.base_env, "--base-env"),
+            candidate_env=parse_assignments(args.candidate_env, "--candidate-env"),
+            repo=args.repo,
+        )
+    )
+    print(f"base: {result.base_bundle}")
+    print(f"candidate: {result.candidate_bundle}")
+    return EXIT_OK
+
+
+def _compare_epilog() -> str:
+    from harness.compare import verdict_table
+
+    return "verdicts and exit codes:\n\n" + verdict_table() + "\n"
+
+
+def _add_compare(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    compare = subparsers.add_parser(
+        "compare",
+        help="is CANDIDATE faster or slower than BASE, and how sure is that?",
+        description="Compare two run bundles, round by round: per workload, its pyperf\n"
+        "values and each metric it records (p50, p95 and p99 of per-operation\n"
+        "latencies), the ratio candidate/base with a bootstrap interval, raw and\n"
+        "Benjamini-Hochberg adjusted p-values, the noise, the minimum detectable\n"
+        "effect (MDE) and the rounds needed to detect the threshold, and a verdict.\n"
+        "Rounds of an interleaved pair (`harness interleave`) are compared paired\n"
+        "(Wilcoxon signed-rank), others unpaired (Mann-Whitney U); trace-clock\n"
+        "metrics exactly. BASE and CANDIDATE are bundle directories or run ids of\n"
+        "the history store. Bundles of different machine fingerprints are refused.\n"
+        "The first line printed is the verdict.",
+        epilog=_compare_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    compare.add_argument(
+        "sides",
+        metavar="BUNDLE",
+        nargs="+",
+        help="BASE CANDIDATE, or only CANDIDATE with --last-good",
+    )
+    compare.add_argument(
+        "--last-good",
+        action="store_true",
+        help="BASE = the last stored run whose targets all passed, replay deterministic",
+    )
+    compare.add_argument(
+        "--db",
+        metavar="FILE",
+        type=Path,
+        default=Path("reports") / "history.sqlite",
+        help="the history store (run ids, --last-good, calibrations); default: %(default)s",
+    )
+    compare.add_argument(
+        "--threshold",
+        metavar="FRACTION",
+        type=float,
+        default=0.05,
+        help="a slowdown beyond this is a regression (per-workload overrides: [thresholds] "
+        "in the targets file); default: %(default)s",
+    )
+    compare.add_argument(
+        "--targets",
+        metavar="FILE",
+        type=Path,
+        default=None,
+        help="the targets file whose [thresholds] table applies; default: workloads/targets.toml",
+    )
+    compare.add_argument(
+        "--fdr",
+        metavar="Q",
+        type=float,
+        default=0.05,
+        help="Benjamini-Hochberg false-discovery rate over all tests; default: %(default)s",
+    )
+    compare.add_argument(
+        "--seed", metavar="N", type=int, default=0, help="bootstrap seed; default: %(default)s"
+    )
+    compare.add_argument("--markdown", metavar="FILE", type=Path, help="write Markdown here")
+    compare.add_argument("--json", metavar="FILE", type=Path, help="write the JSON here")
+    compare.add_argument(
+        "--allow-different-environments",
+        action="store_true",
+        help="compare bundles of different fingerprints (with a warning) instead of refusing",
+    )
+    compare.add_argument(
+        "--fail-on-inconclusive", action="store_true", help="exit 1 on an inconclusive verdict"
+    )
+    compare.add_argument(
+        "--no-calibration",
+        action="store_true",
+        help="ignore the stored calibration of this machine (use this comparison's noise)",
+    )
+    compare.set_defaults(handler=_compare_command)
+
+
+def _fraction(value: float, flag: str) -> float:
+    if not 0.0 < value < 1.0:
+        raise HarnessError(f"{flag} {value:g}", where=flag, expected="a fraction in (0, 1)")
+    return value
+
+
+def _compare_command(args: argparse.Namespace) -> int:
+    from harness import compare
+    from harness.store import HistoryStore
+    from harness.targets import DEFAULT_TARGETS_PATH, load_thresholds
+
+    threshold = _fraction(args.threshold, "--threshold")
+    fdr_q = _fraction(args.fdr, "--fdr")
+    expected = 1 if args.last_good else 2
+    if len(args.sides) != expected:
+        raise HarnessError(
+            f"{len(args.sides)} bundle(s) given",
+            where="BUNDLE",
+            expected="BASE CANDIDATE" if expected == 2 else "only CANDIDATE with --last-good",
+        )
+    candidate = compare.resolve_bundle(args.sides[-1], args.db)
+    digest = candidate.manifest.environment.fingerprint_digest
+    if args.last_good:
+        base = compare.last_good_bundle(
+            args.db, exclude=candidate.manifest.run_id, fingerprint=digest
+        )
+    else:
+        base = compare.resolve_bundle(args.sides[0], args.db)
+    calibration = None
+    if not args.no_calibration:
+        calibration = compare.Calibration.of(HistoryStore(args.db).latest_calibration(digest))
+    options = compare.CompareOptions(
+        fdr_q=fdr_q,
+        threshold=threshold,
+        thresholds=load_thresholds(args.targets or DEFAULT_TARGETS_PATH),
+        seed=args.seed,
+        allow_different_environments=args.allow_different_environments,
+        calibration=calibration,
+    )
+    result = compare.compare_bundles(base, candidate, options=options)
+    if args.json:
+        import json
+
+        args.json.write_text(json.dumps(result.as_json(), indent=2) + "\n", encoding="utf-8")
+    if args.markdown:
+        args.markdown.write_text(compare.format_markdown(result), encoding="utf-8")
+    print(compare.format_table(result))
+    return result.exit_status(fail_on_inconclusive=args.fail_on_inconclusive)
+
+
+def _add_calibrate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from harness.calibrate import DEFAULT_ROUNDS
+
+    calibrate = subparsers.add_parser(
+        "calibrate",
+        help="measure this machine's noise: an A/A run of the checkout against itself",
+        description="Run every workload (or --workload ones) twice per round, back to back,\n"
+        "the same code on both sides, in a balanced order (AB, BA, AB, ...), one\n"
+        "process each; compare the sides as `harness compare` does and print, per\n"
+        "workload, metric and statistic, the round-to-round noise, the minimum\n"
+        "detectable effect for that many rounds and the rounds needed to detect the\n"
+        "threshold. Stored in the history store with the machine fingerprint:\n"
+        "`harness compare` then uses it for bundles of this machine.",
+        epilog="exit status: 0 calibrated (and stored), 2 bad input or a workload that\n"
+        "fails (the calibration is then not stored)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    calibrate.add_argument(
+        "--rounds",
+        metavar="N",
+        type=int,
+        default=DEFAULT_ROUNDS,
+        help="rounds (each runs every workload once per side); default: %(default)s",
+    )
+    calibrate.add_argument(
+        "--profile",
+        choices=("fast", "default", "rigorous"),
+        default="fast",
+        help="pyperf values and warmups per process (one process a side); default: %(default)s",
+    )
+    calibrate.add_argument(
+        "--workload",
+        dest="workloads",
+        metavar="NAME",
+        action="extend",
+        nargs="+",
+        default=[],
+        help="calibrate only these workloads (repeatable); default: all",
+    )
+    calibrate.add_argument(
+        "--db",
+        metavar="FILE",
+        type=Path,
+        default=Path("reports") / "history.sqlite",
+        help="the history store to keep the calibration in; default: %(default)s",
+    )
+    calibrate.add_argument(
+        "--threshold",
+        metavar="FRACTION",
+        type=float,
+        default=0.05,
+        help="the change whose needed rounds are shown; default: %(default)s",
+    )
+    calibrate.add_argument(
+        "--fdr",
+        metavar="Q",
+        type=float,
+        default=0.05,
+        help="false-discovery rate the MDE is computed at (per test: Q/tests); "
+        "default: %(default)s",
+    )
+    calibrate.add_argument(
+        "--no-store", action="store_true", help="print the calibration, do not store it"
+    )
+    calibrate.set_defaults(handler=_calibrate_command)
+
+
+def _calibrate_command(args: argparse.Namespace) -> int:
+    from harness.calibrate import CalibrateOptions, calibrate, format_calibration
+    from harness.targets import load_thresholds
+
+    result = calibrate(
+        CalibrateOptions(
+            rounds=args.rounds,
+            profile=args.profile,
+            workloads=tuple(args.workloads),
+            db=args.db,
+            fdr_q=_fraction(args.fdr, "--fdr"),
+            threshold=_fraction(args.threshold, "--threshold"),
+            thresholds=load_thresholds(),
+            store=not args.no_store,
+        )
+    )
+    print(format_calibration(result))
     return EXIT_OK
 
 

@@ -50,6 +50,9 @@ DEPENDENCIES = (
     "httpx",
     "jinja2",
     "pyinstrument",
+    # The peers of the peer workloads (the optional `peers` group): the report names
+    # the version measured against, and a new version makes runs incomparable.
+    "langgraph",
 )
 GIT_TIMEOUT_S = 10.0
 SYSTEM_SHOW_TIMEOUT_S = 30.0

@@ -6,9 +6,11 @@ __all__ = [
     "BundleError",
     "EnvironmentRefused",
     "HarnessError",
+    "RefError",
     "TargetsError",
     "TraceError",
     "WorkloadError",
+    "WorkloadSkipped",
 ]
 
 
@@ -45,5 +47,23 @@ class WorkloadError(HarnessError):
     """An unknown workload was asked for, or a workload could not run."""
 
 
+class WorkloadSkipped(WorkloadError):
+    """A workload skipped itself (an optional dependency group is not installed).
+
+    ``line`` is its ``<name>: skipped: <reason>`` line; ``elapsed_s`` its wall time.
+    ``harness run`` records the skip; where a skip cannot be honoured (a
+    comparison), it is an error like any other :class:`WorkloadError`.
+    """
+
+    def __init__(self, line: str, *, elapsed_s: float, where: str = "") -> None:
+        super().__init__(line, where=where, expected="its optional dependencies installed")
+        self.line = line
+        self.elapsed_s = elapsed_s
+
+
 class EnvironmentRefused(HarnessError):
     """The environment cannot run this (unwritable output, different machines compared)."""
+
+
+class RefError(HarnessError):
+    """A git ref names no commit, or the repository to resolve it in is not a git work tree."""

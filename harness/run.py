@@ -9,8 +9,9 @@ One run, in order:
    subprocess, with ``AGENTBENCH_SAMPLES_DIR`` (a fresh directory) and
    ``AGENTBENCH_PROFILE`` set; progress goes to stderr.
 3. Replay the shipped traces for the determinism verdict (``harness.replay``).
-4. Evaluate the targets of the workloads that ran (targets of the others are
-   left out, not "missing").
+4. Evaluate the targets of the selected workloads (targets of the others are
+   left out, not "missing"; those of a workload that skipped itself are
+   "skipped").
 5. Write the bundle atomically (:mod:`harness.bundle`), then append it to the
    history store (:mod:`harness.store`).
 
@@ -20,17 +21,27 @@ malformed samples stops the run with a :class:`~harness.errors.WorkloadError`
 :class:`~harness.errors.HarnessError` raised before any workload runs; no bundle
 is written for a run that did not finish. :attr:`RunResult.exit_status` is 0
 when every evaluated target passed and replay did not diverge, else 1.
+
+A workload that skips itself (an optional dependency group, such as ``peers``,
+is not installed) exits with :data:`workloads.registry.SKIP_EXIT_STATUS` after
+its one line ``<name>: skipped: <reason>`` on stderr. It is never silently
+dropped: the progress output says SKIPPED and shows that line, the manifest
+keeps it (``workloads[].skipped``), and each of its targets gets the verdict
+``skipped`` (a row of the table), which does not fail the run. That exit status
+without the line is a failure like any other; a run whose every workload
+skipped itself measured nothing and is a :class:`~harness.errors.WorkloadError`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,7 +61,7 @@ from harness.bundle import (
     pyperf_samples,
     write_bundle,
 )
-from harness.errors import EnvironmentRefused, TraceError, WorkloadError
+from harness.errors import EnvironmentRefused, TraceError, WorkloadError, WorkloadSkipped
 from harness.store import HISTORY_FILE, HistoryStore
 from harness.targets import (
     DEFAULT_TARGETS_PATH,
@@ -60,6 +71,7 @@ from harness.targets import (
     evaluate,
     load_targets,
     measurement_of,
+    skipped_verdict,
 )
 from workloads import registry
 from workloads.samples import SAMPLES_DIR_ENV, MetricSamples, read_samples
@@ -67,17 +79,24 @@ from workloads.trace import trace_id
 
 __all__ = [
     "PROFILE_ENV",
+    "Progress",
     "RunOptions",
     "RunResult",
     "collect_metrics",
     "determinism_check",
+    "evaluate_targets",
     "format_quantity",
     "format_table",
+    "read_workload_samples",
     "run",
+    "run_workload_command",
+    "selected_workloads",
 ]
 
 PROFILE_ENV = "AGENTBENCH_PROFILE"
 STDERR_TAIL_LINES = 20
+# What a workload that skips itself writes last (see workloads.registry.skip_line).
+_SKIP_LINE = re.compile(r"^[A-Za-z0-9_.-]+: skipped: \S")
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,13 +123,17 @@ class RunResult:
 
     @property
     def exit_status(self) -> int:
-        """0 when every evaluated target passed and replay did not diverge, else 1."""
+        """0 when every evaluated target passed (or was skipped) and replay did not diverge."""
         return 0 if self.manifest.passed else 1
 
 
 @dataclass(slots=True)
-class _Progress:
-    """Progress lines on ``stream``; the elapsed time comes from ``clock``."""
+class Progress:
+    """Progress lines on ``stream``: ``[index/total] name ... text, N s elapsed``.
+
+    The elapsed time comes from ``clock`` (injectable); on a terminal the running
+    line is redrawn in place, elsewhere every line is final.
+    """
 
     stream: TextIO
     total: int
@@ -194,7 +217,11 @@ def _check_writable(out_dir: Path) -> None:
         ) from None
 
 
-def _selected(names: Sequence[str]) -> list[str]:
+def selected_workloads(names: Sequence[str]) -> list[str]:
+    """The workloads ``names`` asks for (all when empty), deduplicated, in order.
+
+    Raises :class:`~harness.errors.WorkloadError` naming the first unknown one.
+    """
     if not names:
         return list(registry.WORKLOADS)
     unknown = [name for name in names if name not in registry.WORKLOADS]
@@ -228,17 +255,43 @@ def _run_workload(
     output: Path,
     workdir: Path,
     env: dict[str, str],
-    progress: _Progress,
+    progress: Progress,
     index: int,
 ) -> float:
     """Run one workload's pyperf command; its wall time in seconds."""
     argv = registry.command(name, profile, output)
-    stderr_path = workdir / f"{name}.stderr"
+    return run_workload_command(argv, name, workdir / name, env, progress, index)
+
+
+def run_workload_command(
+    argv: Sequence[str],
+    name: str,
+    logs: Path,
+    env: Mapping[str, str],
+    progress: Progress,
+    index: int,
+    *,
+    cwd: Path | None = None,
+) -> float:
+    """Run one workload process ``argv`` to its end; its wall time in seconds.
+
+    ``name`` labels the progress lines; the process's stdout and stderr go to
+    ``<logs>.stdout`` and ``<logs>.stderr``; it runs in ``cwd`` (default: ours).
+    Guarantees: the process is killed and reaped if this call is interrupted
+    (KeyboardInterrupt included); a non-zero exit shows the stderr tail on the
+    progress stream, then raises :class:`~harness.errors.WorkloadError`, as does a
+    process that cannot start; a workload that skipped itself (exit status
+    ``SKIP_EXIT_STATUS`` and its skip line) is shown as SKIPPED with that line, then
+    raises :class:`~harness.errors.WorkloadSkipped`.
+    """
+    argv = list(argv)
+    stderr_path = logs.with_name(logs.name + ".stderr")
+    stdout_path = logs.with_name(logs.name + ".stdout")
     started = progress.clock()
     progress.start(index, name)
-    with stderr_path.open("wb") as stderr, (workdir / f"{name}.stdout").open("wb") as stdout:
+    with stderr_path.open("wb") as stderr, stdout_path.open("wb") as stdout:
         try:
-            process = subprocess.Popen(argv, stdout=stdout, stderr=stderr, env=env)
+            process = subprocess.Popen(argv, stdout=stdout, stderr=stderr, env=dict(env), cwd=cwd)
         except OSError as exc:
             raise WorkloadError(
                 f"workload {name} could not start: {exc}", where=" ".join(argv)
@@ -255,6 +308,10 @@ def _run_workload(
             process.wait()
             raise
     elapsed = progress.clock() - started
+    if returncode == registry.SKIP_EXIT_STATUS and (skip := _skip_line(stderr_path)):
+        progress.end(index, name, "SKIPPED")
+        progress.stream.write(f"    {skip}\n")
+        raise WorkloadSkipped(skip, elapsed_s=elapsed, where=" ".join(argv))
     if returncode != 0:
         tail = stderr_path.read_text(encoding="utf-8", errors="replace").splitlines()
         progress.end(index, name, f"FAILED (exit status {returncode})")
@@ -269,7 +326,17 @@ def _run_workload(
     return elapsed
 
 
-def _read_samples(directory: Path) -> tuple[MetricSamples, ...]:
+def _skip_line(stderr_path: Path) -> str:
+    """The last ``<name>: skipped: <reason>`` line of a workload's stderr, or ""."""
+    lines = stderr_path.read_text(encoding="utf-8", errors="replace").splitlines()
+    return next((line for line in reversed(lines) if _SKIP_LINE.match(line)), "")
+
+
+def read_workload_samples(directory: Path) -> tuple[MetricSamples, ...]:
+    """Every sample the workload processes wrote in ``directory``.
+
+    A malformed line raises :class:`~harness.errors.WorkloadError` naming the directory.
+    """
     try:
         return tuple(read_samples(directory))
     except (ValueError, KeyError, TypeError) as exc:
@@ -294,7 +361,7 @@ def run(options: RunOptions, *, progress: TextIO | None = None) -> RunResult:
             where="--profile",
             expected="one of " + ", ".join(registry.PROFILES),
         )
-    selected = _selected(options.workloads)
+    selected = selected_workloads(options.workloads)
     targets = load_targets(options.targets_path, registry.WORKLOADS)
     if options.otlp_endpoint is not None:
         _check_endpoint(options.otlp_endpoint)
@@ -303,7 +370,7 @@ def run(options: RunOptions, *, progress: TextIO | None = None) -> RunResult:
     env_facts = environment.collect(system_show=options.system_show)
     started = datetime.now(UTC)
     run_id = new_run_id(env_facts.git.short_sha, started)
-    tracker = _Progress(stream, len(selected))
+    tracker = Progress(stream, len(selected))
 
     with tempfile.TemporaryDirectory(prefix=f"agentbench-{run_id}-") as scratch:
         workdir = Path(scratch)
@@ -318,12 +385,26 @@ def run(options: RunOptions, *, progress: TextIO | None = None) -> RunResult:
             child_env["OTEL_EXPORTER_OTLP_ENDPOINT"] = options.otlp_endpoint
         outputs: list[tuple[str, Path]] = []
         elapsed: dict[str, float] = {}
+        skipped: dict[str, str] = {}
         for index, name in enumerate(selected, start=1):
             output = workdir / f"{name}.pyperf.json"
-            elapsed[name] = _run_workload(name, profile, output, workdir, child_env, tracker, index)
+            try:
+                elapsed[name] = _run_workload(
+                    name, profile, output, workdir, child_env, tracker, index
+                )
+            except WorkloadSkipped as skip:
+                elapsed[name], skipped[name] = skip.elapsed_s, skip.line
+                continue
             outputs.append((name, output))
+        if not outputs:
+            raise WorkloadError(
+                "nothing was measured: every selected workload skipped itself "
+                "(its line above says why)",
+                where="--workload",
+                expected="at least one workload that can run here",
+            )
         suite, benchmarks = merge_results(outputs)
-        samples = _read_samples(samples_dir)
+        samples = read_workload_samples(samples_dir)
 
     if options.replay:
         stream.write("replaying the shipped traces for the determinism check ...\n")
@@ -336,15 +417,15 @@ def run(options: RunOptions, *, progress: TextIO | None = None) -> RunResult:
         WorkloadRun(
             name=name,
             clock=registry.WORKLOADS[name].clock,
-            benchmarks=benchmarks[name],
+            benchmarks=benchmarks.get(name, []),
             samples=sum(1 for s in samples if s.workload == name),
             elapsed_s=elapsed[name],
             traces=list(registry.WORKLOADS[name].traces),
+            skipped=skipped.get(name, ""),
         )
         for name in selected
     ]
-    measured = (*samples, *pyperf_samples(suite, workload_runs))
-    verdicts = [_verdict(target, measured) for target in targets if target.workload in selected]
+    verdicts = evaluate_targets(targets, workload_runs, samples, suite)
     manifest = Manifest(
         run_id=run_id,
         profile=ProfileRecord(
@@ -371,6 +452,27 @@ def run(options: RunOptions, *, progress: TextIO | None = None) -> RunResult:
         history_path = options.out_dir / HISTORY_FILE
         HistoryStore(history_path).append_run(load_bundle(bundle_path))
     return RunResult(bundle_path=bundle_path, manifest=manifest, history_path=history_path)
+
+
+def evaluate_targets(
+    targets: Sequence[Target],
+    workload_runs: Sequence[WorkloadRun],
+    samples: Sequence[MetricSamples],
+    suite: Any,
+) -> list[Verdict]:
+    """The verdict of each target whose workload ran (the others are left out, not missing).
+
+    ``samples`` are the workloads' own samples; the pyperf values of ``suite`` are
+    added as metric ``pyperf``. A target of a workload that skipped itself is
+    :func:`~harness.targets.skipped_verdict`.
+    """
+    runs = {workload.name: workload for workload in workload_runs}
+    measured = (*samples, *pyperf_samples(suite, workload_runs))
+    return [
+        skipped_verdict(target) if runs[target.workload].skipped else _verdict(target, measured)
+        for target in targets
+        if target.workload in runs
+    ]
 
 
 def _verdict(target: Target, samples: Sequence[MetricSamples]) -> Verdict:

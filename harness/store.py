@@ -2,7 +2,9 @@
 
 Tables: ``schema_version`` (one row), ``runs`` (one row a run), ``workload_stats``
 (per run, workload and metric: n, p50, p95, p99, median, mean; a workload's own
-pyperf values appear as metric ``pyperf``) and ``verdicts`` (per run and target).
+pyperf values appear as metric ``pyperf``), ``verdicts`` (per run and target)
+and ``calibrations`` (per A/A calibration, workload, metric and statistic: the
+round-to-round noise and minimum detectable effect, with the machine fingerprint).
 
 Guarantees:
 
@@ -12,6 +14,8 @@ Guarantees:
   wait for each other (``busy_timeout``) instead of failing, and the schema is
   created inside the same kind of transaction, so two first writers race safely.
 * Appending a run already stored changes nothing (and returns False).
+* A store of an older schema is migrated in the first write transaction (1 -> 2
+  adds the ``calibrations`` table); reads of an older store work unchanged.
 * A file that is not a history store, one of a newer schema, or a database
   still locked after the timeout raises
   :class:`~harness.errors.EnvironmentRefused` naming the file; nothing stored is
@@ -23,6 +27,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,12 +40,13 @@ from harness.errors import EnvironmentRefused
 from harness.targets import Statistic, statistic_of
 from workloads.samples import MetricSamples
 
-__all__ = ["HISTORY_FILE", "SCHEMA_VERSION", "HistoryStore", "workload_stats"]
+__all__ = ["HISTORY_FILE", "SCHEMA_VERSION", "CalibrationRow", "HistoryStore", "workload_stats"]
 
 HISTORY_FILE = "history.sqlite"
 # Schema history:
 # 1: schema_version, runs, workload_stats, verdicts.
-SCHEMA_VERSION = 1
+# 2: calibrations (harness calibrate); a store of version 1 is migrated on write.
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_S = 60.0
 
 _SCHEMA = """
@@ -99,7 +105,49 @@ CREATE TABLE IF NOT EXISTS verdicts (
     PRIMARY KEY (run_id, target)
 );
 CREATE INDEX IF NOT EXISTS verdicts_by_target ON verdicts (target, run_id);
+CREATE TABLE IF NOT EXISTS calibrations (
+    calibration_id TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    profile TEXT NOT NULL,
+    workload TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    statistic TEXT NOT NULL,
+    unit TEXT NOT NULL,
+    clock TEXT NOT NULL,
+    rounds INTEGER NOT NULL,
+    noise REAL,
+    mde REAL,
+    created TEXT NOT NULL,
+    PRIMARY KEY (calibration_id, workload, metric, statistic)
+);
+CREATE INDEX IF NOT EXISTS calibrations_by_fingerprint ON calibrations (fingerprint, created);
 """
+# Versions this code migrates from (the schema above is created with IF NOT EXISTS,
+# so migrating is creating what is new, then recording the version).
+_MIGRATABLE = {1}
+
+
+@dataclass(frozen=True, slots=True)
+class CalibrationRow:
+    """One row of an A/A calibration (``harness calibrate``).
+
+    ``noise`` is the standard deviation of one round's log ratio (A against A),
+    ``mde`` the relative minimum detectable effect with ``rounds`` rounds
+    (``inf`` when unreachable; stored as NULL, read back as ``inf``).
+    """
+
+    calibration_id: str
+    fingerprint: str
+    profile: str
+    workload: str
+    metric: str
+    statistic: str
+    unit: str
+    clock: str
+    rounds: int
+    noise: float
+    mde: float
+    created: str
 
 
 def workload_stats(samples: Iterable[MetricSamples]) -> list[tuple[Any, ...]]:
@@ -170,6 +218,8 @@ class HistoryStore:
         version = row[0] if row else None
         if version is None:
             connection.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+        elif version in _MIGRATABLE:
+            connection.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
         elif version != SCHEMA_VERSION:
             raise EnvironmentRefused(
                 f"history store of schema version {version}",
@@ -244,6 +294,72 @@ class HistoryStore:
                 ],
             )
         return True
+
+    def append_calibration(self, rows: Sequence[CalibrationRow]) -> None:
+        """Store one calibration's rows in one transaction (all or none)."""
+        with self._connect() as connection, self._transaction(connection):
+            self._ensure_schema(connection)
+            connection.executemany(
+                "INSERT INTO calibrations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        r.calibration_id,
+                        r.fingerprint,
+                        r.profile,
+                        r.workload,
+                        r.metric,
+                        r.statistic,
+                        r.unit,
+                        r.clock,
+                        r.rounds,
+                        r.noise if np.isfinite(r.noise) else None,
+                        r.mde if np.isfinite(r.mde) else None,
+                        r.created,
+                    )
+                    for r in rows
+                ],
+            )
+
+    def latest_calibration(self, fingerprint: str) -> tuple[CalibrationRow, ...]:
+        """The rows of the most recent calibration of ``fingerprint`` (empty when none).
+
+        No store, or a store without calibrations (schema 1), has none: this
+        never raises for their absence.
+        """
+        if not self.path.is_file():
+            return ()
+        with self._connect() as connection:
+            table = connection.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'calibrations'"
+            ).fetchone()
+            if table is None:
+                return ()
+            rows = connection.execute(
+                """
+                SELECT * FROM calibrations WHERE calibration_id = (
+                    SELECT calibration_id FROM calibrations WHERE fingerprint = ?
+                    ORDER BY created DESC, calibration_id DESC LIMIT 1)
+                ORDER BY workload, metric, statistic
+                """,
+                (fingerprint,),
+            ).fetchall()
+        return tuple(
+            CalibrationRow(
+                calibration_id=str(r[0]),
+                fingerprint=str(r[1]),
+                profile=str(r[2]),
+                workload=str(r[3]),
+                metric=str(r[4]),
+                statistic=str(r[5]),
+                unit=str(r[6]),
+                clock=str(r[7]),
+                rounds=int(r[8]),
+                noise=float("inf") if r[9] is None else float(r[9]),
+                mde=float("inf") if r[10] is None else float(r[10]),
+                created=str(r[11]),
+            )
+            for r in rows
+        )
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
         """The rows of a read-only query as a DataFrame.

@@ -9,6 +9,9 @@ fields). Guarantees of :func:`load_targets`:
 * A target naming a workload that :data:`workloads.registry.WORKLOADS` lacks, or
   a metric its workload does not record, is an error; so is a clock that is not
   the workload's.
+* An optional ``[thresholds]`` table maps a workload to the relative change
+  ``harness compare`` treats as a regression (a number in (0, 1); the default is
+  ``--threshold``); :func:`load_thresholds` reads it, with the same checks.
 * Every error is a :class:`~harness.errors.TargetsError` naming the file, the
   line (of the offending field when it can be found, else of the target's
   ``[[target]]`` header; TOML syntax errors carry the parser's line), the field
@@ -25,6 +28,10 @@ Guarantees of :func:`evaluate`:
 * Pass or fail is decided on the value alone (inclusive bound); the interval
   is reported beside it so a reader sees how close the call was.
 * No values: the verdict is :attr:`Outcome.MISSING`, which fails.
+* A target of a workload that skipped itself (an optional dependency group
+  not installed) gets :func:`skipped_verdict`: :attr:`Outcome.SKIPPED`, no
+  value, not passed, and it does not fail the run (see
+  :attr:`harness.bundle.Manifest.passed`).
 """
 
 from __future__ import annotations
@@ -62,14 +69,18 @@ __all__ = [
     "Verdict",
     "evaluate",
     "load_targets",
+    "load_thresholds",
     "measurement_of",
     "parse_targets",
+    "parse_thresholds",
+    "skipped_verdict",
     "statistic_of",
 ]
 
 DEFAULT_TARGETS_PATH = Path(registry.__file__).resolve().parent / "targets.toml"
 # Schema history:
 # 1: name, workload, metric, statistic, clock, unit, bound, direction, description.
+#    Amended, still 1: an optional top-level [thresholds] table (workload = fraction).
 SCHEMA_VERSION = 1
 PYPERF_METRIC = "pyperf"
 CONFIDENCE = 0.95
@@ -114,6 +125,7 @@ class Outcome(enum.StrEnum):
     PASS = "pass"
     FAIL = "fail"
     MISSING = "missing"
+    SKIPPED = "skipped"
 
 
 class SpreadMethod(enum.StrEnum):
@@ -202,6 +214,7 @@ _FIELDS = (
     "description",
 )
 _HEADER = re.compile(r"^\s*\[\[\s*target\s*\]\]")
+_THRESHOLDS = re.compile(r"^\s*\[\s*thresholds\s*\]")
 _TOML_LINE = re.compile(r"at line (\d+)")
 _NAME = re.compile(r"^[a-z][a-z0-9_.-]*$")
 
@@ -215,13 +228,72 @@ def load_targets(
     ``workloads`` defaults to :data:`workloads.registry.WORKLOADS`.
     """
     path = Path(path)
+    return parse_targets(_read(path), str(path), workloads)
+
+
+def load_thresholds(
+    path: Path | str = DEFAULT_TARGETS_PATH,
+    workloads: Mapping[str, WorkloadInfo] | None = None,
+) -> dict[str, float]:
+    """The ``[thresholds]`` table of the file at ``path``: workload -> fraction (may be empty)."""
+    path = Path(path)
+    return parse_thresholds(_read(path), str(path), workloads)
+
+
+def _read(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise TargetsError(
             f"cannot read the targets file: {exc}", where=str(path), expected="a UTF-8 TOML file"
         ) from None
-    return parse_targets(text, str(path), workloads)
+
+
+def _decode(text: str, source: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        found = _TOML_LINE.search(str(exc))
+        where = f"{source}:{found.group(1)}" if found else source
+        raise TargetsError(f"not valid TOML: {exc}", where=where) from None
+
+
+def parse_thresholds(
+    text: str, source: str, workloads: Mapping[str, WorkloadInfo] | None = None
+) -> dict[str, float]:
+    """The ``[thresholds]`` table of TOML ``text``; see :func:`load_thresholds`."""
+    known = registry.WORKLOADS if workloads is None else workloads
+    return _thresholds(_decode(text, source), text.splitlines(), source, known)
+
+
+def _thresholds(
+    document: Mapping[str, Any],
+    lines: Sequence[str],
+    source: str,
+    known: Mapping[str, WorkloadInfo],
+) -> dict[str, float]:
+    table = document.get("thresholds", {})
+    header = next((n for n, line in enumerate(lines, 1) if _THRESHOLDS.match(line)), 0)
+    if not isinstance(table, dict):
+        raise TargetsError(
+            "`thresholds` is not a table",
+            where=f"{source}:{header}" if header else source,
+            expected="[thresholds] with lines `workload = 0.05`",
+        )
+    thresholds: dict[str, float] = {}
+    for workload, value in table.items():
+        line = _line_of_key(lines, header, len(lines), workload) or header
+        where = f"{source}:{line}: field thresholds.{workload}"
+        if workload not in known:
+            raise TargetsError(
+                f"unknown workload {workload!r}", where=where, expected="one of " + ", ".join(known)
+            )
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+            raise TargetsError(
+                f"threshold {value!r}", where=where, expected="a fraction in (0, 1), e.g. 0.05"
+            )
+        thresholds[workload] = float(value)
+    return thresholds
 
 
 def parse_targets(
@@ -229,12 +301,7 @@ def parse_targets(
 ) -> tuple[Target, ...]:
     """The targets of TOML ``text`` (``source`` names it in errors); see :func:`load_targets`."""
     known = registry.WORKLOADS if workloads is None else workloads
-    try:
-        document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        found = _TOML_LINE.search(str(exc))
-        where = f"{source}:{found.group(1)}" if found else source
-        raise TargetsError(f"not valid TOML: {exc}", where=where) from None
+    document = _decode(text, source)
     lines = text.splitlines()
     headers = [number for number, line in enumerate(lines, start=1) if _HEADER.match(line)]
     schema = document.get("schema")
@@ -244,13 +311,14 @@ def parse_targets(
             where=f"{source}:{_line_of_key(lines, 0, len(lines), 'schema') or 1}: field schema",
             expected=f"a top-level `schema = {SCHEMA_VERSION}`",
         )
-    extra = sorted(set(document) - {"schema", "target"})
+    extra = sorted(set(document) - {"schema", "target", "thresholds"})
     if extra:
         raise TargetsError(
             f"unknown top-level key {extra[0]!r}",
             where=f"{source}:{_line_of_key(lines, 0, len(lines), extra[0]) or 1}",
-            expected="only `schema` and [[target]] tables",
+            expected="only `schema`, [[target]] tables and a [thresholds] table",
         )
+    _thresholds(document, lines, source, known)
     tables = document.get("target")
     if not isinstance(tables, list) or not tables:
         raise TargetsError("no targets", where=source, expected="at least one [[target]] table")
@@ -445,6 +513,13 @@ def evaluate(
         passed=passed,
         n=len(values),
         rounds=len(groups) if rounds is not None else len(values),
+    )
+
+
+def skipped_verdict(target: Target) -> Verdict:
+    """The verdict of ``target`` when its workload skipped itself: no value, not passed."""
+    return Verdict(
+        target, Outcome.SKIPPED, None, None, SpreadMethod.NONE, target.bound, None, False, 0, 0
     )
 
 

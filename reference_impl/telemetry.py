@@ -74,6 +74,7 @@ __all__ = [
     "TelemetryConfig",
     "cache_source",
     "configure",
+    "graph_source",
     "mcp_source",
     "pool_source",
     "prp_source",
@@ -487,6 +488,21 @@ def scheduler_source(scheduler: Any) -> Source:
         if stats.pool is not None:
             yield Reading("kernel.pool.active", stats.pool.active, attrs)
             yield Reading("kernel.pool.queued", stats.pool.queued, attrs)
+
+    return read
+
+
+def graph_source(runner: Any) -> Source:
+    """Readings of a graph runner: its history length, and its pools' levels (pooled mode)."""
+
+    def read() -> Iterable[Reading]:
+        stats = runner.statistics()
+        attrs = {"mode": stats.mode.value}
+        yield Reading("runtime.history.length", stats.history_length, {"component": "graph"})
+        if stats.pool is not None:
+            pool = {**attrs, "component": "graph"}
+            yield Reading("kernel.pool.active", stats.pool.active, pool)
+            yield Reading("kernel.pool.queued", stats.pool.queued, pool)
 
     return read
 

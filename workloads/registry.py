@@ -4,6 +4,11 @@ Each workload is a module ``workloads/<name>.py`` that is a pyperf script: run a
 ``python -m workloads.<name> [pyperf options]`` it registers its benchmarks with
 a ``pyperf.Runner`` and, when the harness asks (``AGENTBENCH_SAMPLES_DIR``),
 records per-operation samples (see :mod:`workloads.samples`).
+
+A workload that cannot run here because an optional dependency group is not
+installed (the ``peers`` workloads without LangGraph) exits with
+:data:`SKIP_EXIT_STATUS` after one stderr line ``<name>: skipped: <reason>``
+that says how to install what it lacks; the harness reports it as skipped.
 """
 
 from __future__ import annotations
@@ -13,9 +18,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["PROFILES", "WORKLOADS", "Profile", "WorkloadInfo", "command", "trace_path"]
+__all__ = [
+    "PROFILES",
+    "SKIP_EXIT_STATUS",
+    "WORKLOADS",
+    "Profile",
+    "WorkloadInfo",
+    "command",
+    "skip_line",
+    "trace_path",
+]
 
 TRACES_DIR = Path(__file__).resolve().parent / "traces"
+# The exit status of a workload that skipped itself (automake's and meson's "skipped").
+SKIP_EXIT_STATUS = 77
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +141,38 @@ WORKLOADS: dict[str, WorkloadInfo] = {
             ("overhead_kernel_small", "overhead_noop_items"),
             ("kernel-small",),
         ),
+        WorkloadInfo(
+            "graph_vs_langgraph",
+            "Per-run overhead of the strategy -> build -> evaluation graph: ours (pooled, "
+            "checkpoints, telemetry on) vs LangGraph with and without its in-memory checkpointer",
+            "wall",
+            (
+                "overhead_ours",
+                "overhead_langgraph",
+                "overhead_langgraph_checkpointer",
+                "overhead_plain",
+                "ratio_vs_langgraph",
+                "ratio_vs_langgraph_checkpointer",
+            ),
+        ),
+        WorkloadInfo(
+            "fanout_vs_langgraph",
+            "One node fanning out 16 or 256 sleeping tool calls joined in order: our ordered "
+            "pool vs LangGraph's Send fan-out, same concurrency bound",
+            "wall",
+            (
+                "makespan_over_ideal_ours_n16",
+                "makespan_over_ideal_langgraph_n16",
+                "makespan_over_ideal_ours_n256",
+                "makespan_over_ideal_langgraph_n256",
+                "item_overhead_ours_n16",
+                "item_overhead_langgraph_n16",
+                "item_overhead_ours_n256",
+                "item_overhead_langgraph_n256",
+                "ratio_vs_langgraph_n16",
+                "ratio_vs_langgraph_n256",
+            ),
+        ),
     )
 }
 
@@ -141,6 +189,11 @@ def command(name: str, profile: Profile, output: Path) -> list[str]:
         "--quiet",
         f"--output={output}",
     ]
+
+
+def skip_line(name: str, reason: str) -> str:
+    """The one stderr line of workload ``name`` skipping itself for ``reason``."""
+    return f"{name}: skipped: {reason}"
 
 
 def trace_path(name: str) -> Path:

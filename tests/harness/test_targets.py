@@ -57,14 +57,17 @@ description = "median of a fake operation"
 
 def test_shipped_targets_name_known_workloads_and_metrics() -> None:
     targets = load_targets(DEFAULT_TARGETS_PATH)
-    assert len(targets) == 11
-    assert len({t.name for t in targets}) == 11
+    assert len(targets) == 13
+    assert len({t.name for t in targets}) == 13
     for target in targets:
         assert target.metric in WORKLOADS[target.workload].metrics
         assert target.clock.value == WORKLOADS[target.workload].clock
     by_name = {t.name: t for t in targets}
     assert by_name["scheduler_p95_latency"].bound == 0.25
     assert by_name["gate_throughput"].direction is Direction.MIN
+    # Ours over LangGraph's: a regression that erases the lead fails the night.
+    assert by_name["graph_overhead_vs_langgraph_checkpointer"].bound == 0.10
+    assert by_name["fanout_makespan_vs_langgraph_n256"].bound == 1.0
 
 
 def test_parses_every_field_and_the_header_line() -> None:

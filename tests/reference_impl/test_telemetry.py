@@ -11,6 +11,7 @@ import pytest
 
 from reference_impl.cache import LRUCache
 from reference_impl.errors import ConfigError
+from reference_impl.kernel.graph import GraphRunner, GraphSpec
 from reference_impl.kernel.scheduler import Scheduler, TaskSpec
 from reference_impl.mode import Mode
 from reference_impl.pool import OrderedPool
@@ -26,6 +27,7 @@ from reference_impl.telemetry import (
     Telemetry,
     TelemetryConfig,
     cache_source,
+    graph_source,
     pool_source,
     scheduler_source,
 )
@@ -122,6 +124,25 @@ def test_cache_counters_carry_the_cache_attribute() -> None:
         "runtime.cache.evictions": 1,
         "runtime.cache.entries": 1,
     }
+    telemetry.shutdown()
+
+
+def test_a_graph_runner_reports_its_bounded_history_and_idle_pools() -> None:
+    telemetry = Telemetry()
+    runner = GraphRunner(Mode.POOLED, GraphSpec(build_units=2, evaluation_samples=2))
+    telemetry.add_source(graph_source(runner))
+
+    async def main() -> None:
+        for number in range(3):
+            await runner.run(f"run-{number}")
+
+    asyncio.run(main())
+    points = telemetry.collect()
+    (history,) = points_named(points, "runtime.history.length")
+    assert history.attributes == {"component": "graph"}
+    assert history.value == len(runner.history) == 3 * 7
+    assert [p.value for p in points_named(points, "kernel.pool.active")] == [0]
+    assert [p.value for p in points_named(points, "kernel.pool.queued")] == [0]
     telemetry.shutdown()
 
 
