@@ -37,8 +37,9 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import itertools
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sized
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sized
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -261,7 +262,7 @@ class OrderedPool(Generic[T]):
         # Per job run by a worker task: index -> task, for fail-fast cancellation.
         running: dict[int, asyncio.Task[None]] = {}
         state = _RunState()
-        source = iter(enumerate(jobs))
+        source: Iterator[tuple[int, Job[T]]] = iter(enumerate(jobs))
         self._total = len(jobs) if isinstance(jobs, Sized) else 0
         self._started = 0
         started_at = clock()
@@ -378,9 +379,14 @@ class OrderedPool(Generic[T]):
                     running.pop(index, None)
 
         try:
-            # Never more workers than jobs: a batch of one job is a plain call.
-            width = min(self.concurrency, self._total) if isinstance(jobs, Sized) else 0
-            width = width or self.concurrency
+            # Never more workers than jobs: a batch of one job is a plain call. An
+            # unsized input is peeked two jobs ahead to tell a single job apart.
+            if isinstance(jobs, Sized):
+                width = min(self.concurrency, self._total) or self.concurrency
+            else:
+                head = list(itertools.islice(source, 2))
+                source = itertools.chain(head, source)
+                width = self.concurrency if len(head) > 1 else 1
             if width == 1:
                 # A plain sequential loop: no task, no bookkeeping of running jobs.
                 while (item := next_job()) is not None:

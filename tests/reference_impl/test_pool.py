@@ -424,3 +424,18 @@ def test_a_single_job_batch_runs_in_the_callers_task_and_small_batches_get_few_w
         assert caller not in seen
 
     asyncio.run(main())
+
+
+def test_a_one_job_generator_runs_in_the_callers_task() -> None:
+    async def main() -> None:
+        caller = asyncio.current_task()
+        seen: list[asyncio.Task[object] | None] = []
+
+        async def job() -> int:
+            seen.append(asyncio.current_task())
+            return 1
+
+        assert await OrderedPool[int](8).map(job for _ in range(1)) == [1]
+        assert seen == [caller]
+
+    asyncio.run(main())
