@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_calibrate(subparsers)
     _add_interleave(subparsers)
     _add_report(subparsers)
+    _add_nightly(subparsers)
     return parser
 
 
@@ -116,7 +117,8 @@ def _add_run(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _run_command(args: argparse.Namespace) -> int:
-    from harness.run import RunOptions, format_table, run
+    from harness.bundle import load_bundle
+    from harness.run import RunOptions, format_figures, format_table, run
     from harness.targets import DEFAULT_TARGETS_PATH
 
     result = run(
@@ -131,6 +133,8 @@ def _run_command(args: argparse.Namespace) -> int:
         )
     )
     print(format_table(result.manifest.verdicts, result.manifest.determinism))
+    print()
+    print(format_figures(load_bundle(result.bundle_path).samples))
     print(f"bundle: {result.bundle_path}")
     return result.exit_status
 
@@ -261,6 +265,40 @@ def _report_command(args: argparse.Namespace) -> int:
     print(f"report: {result.html_path}")
     print(f"summary: {result.summary_path}")
     return EXIT_OK
+
+
+def _add_nightly(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    nightly = subparsers.add_parser(
+        "nightly",
+        help="rigorous run + replay, compare with the last good night, report",
+        description="The nightly pipeline: `harness run --profile rigorous` (with its\n"
+        "determinism replay), then `harness compare --last-good` against the last\n"
+        "stored run that met every target (skipped, saying so, on the first night),\n"
+        "then `harness report` with the comparison. Every step runs; the exit status\n"
+        "is the worst of them.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    nightly.add_argument(
+        "--profile",
+        choices=("fast", "default", "rigorous"),
+        default="rigorous",
+        help="the run's profile; default: %(default)s",
+    )
+    nightly.add_argument(
+        "--reports",
+        type=Path,
+        default=Path("reports"),
+        metavar="DIR",
+        help="bundles, history.sqlite, compare.md/json and the report; default: %(default)s",
+    )
+    nightly.set_defaults(handler=_nightly_command)
+
+
+def _nightly_command(args: argparse.Namespace) -> int:
+    from harness.nightly import nightly
+
+    return nightly(main, profile=args.profile, reports=args.reports)
 
 
 def _add_interleave(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

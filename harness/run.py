@@ -37,11 +37,12 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -535,3 +536,34 @@ def format_table(verdicts: Sequence[Verdict], determinism: Determinism) -> str:
         determinism_line += f" ({determinism.reason})"
     lines.append(determinism_line)
     return "\n".join(lines)
+
+
+def format_figures(samples: Iterable[MetricSamples]) -> str:
+    """Every recorded metric's median (and p95 when it has many values), per workload.
+
+    The figures behind the targets and beside them (per-run overheads, legacy and
+    pooled makespans, peers' ratios), one line a metric, in recording order.
+    """
+    values: dict[tuple[str, str], list[float]] = {}
+    units: dict[tuple[str, str], tuple[str, str]] = {}
+    for sample in samples:
+        key = (sample.workload, sample.metric)
+        values.setdefault(key, []).extend(sample.values)
+        units[key] = (sample.unit, sample.clock)
+    lines = ["figures (median over every round; p95 where a metric has per-operation samples):"]
+    workload = ""
+    for (name, metric), numbers in values.items():
+        if name != workload:
+            workload = name
+            lines.append(f"  {name}")
+        unit_text, clock = units[(name, metric)]
+        unit = Unit(unit_text) if unit_text in {u.value for u in Unit} else None
+        text = f"median {_shown(statistics.median(numbers), unit)}"
+        if len(numbers) >= 20:
+            text += f", p95 {_shown(statistics.quantiles(numbers, n=20)[-1], unit)}"
+        lines.append(f"    {metric:42} {text}  ({clock}, n={len(numbers)})")
+    return "\n".join(lines)
+
+
+def _shown(value: float, unit: Unit | None) -> str:
+    return format_quantity(value, unit) if unit is not None else f"{value:.4g}"

@@ -232,3 +232,23 @@ def test_table_has_a_row_per_verdict_and_the_determinism_line(
     assert "30 ms" in lines[1] and "<= 250 ms" in lines[1] and "+88.0%" in lines[1]
     assert "PASS" in lines[1]
     assert lines[-1].startswith("determinism: not run")
+
+
+def test_figures_list_every_metric_with_its_median_and_p95() -> None:
+    from harness.run import format_figures
+    from workloads.samples import MetricSamples
+
+    samples = [
+        MetricSamples("graph_vs_langgraph", "overhead_ours", "1-1", "s", "wall", (0.0001,) * 30),
+        MetricSamples("graph_vs_langgraph", "ratio_vs_langgraph", "1-1", "ratio", "wall", (0.05,)),
+        MetricSamples(
+            "gate_throughput", "gates_per_hour_pooled", "1-1", "per_hour", "trace", (290.0,)
+        ),
+    ]
+    text = format_figures(samples).splitlines()
+    assert text[1] == "  graph_vs_langgraph"
+    assert "overhead_ours" in text[2] and "median 100 µs, p95 100 µs" in text[2]
+    assert "(wall, n=30)" in text[2]
+    assert "median 0.05" in text[3] and "p95" not in text[3]
+    assert text[4] == "  gate_throughput"
+    assert "median 290/h" in text[5] and "(trace, n=1)" in text[5]

@@ -228,8 +228,9 @@ def test_prometheus_endpoint_serves_and_shutdown_releases_the_port() -> None:
     again.shutdown()
 
 
-def test_otlp_http_exports_to_a_collector_on_loopback() -> None:
-    """A real OTLP/HTTP export: a stand-in collector on 127.0.0.1 receives the metrics."""
+def test_otlp_http_exports_to_a_collector_on_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real OTLP/HTTP export: a collector on 127.0.0.1 decodes names, units, temporality."""
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", raising=False)
     import http.server
     import threading
 
@@ -262,6 +263,29 @@ def test_otlp_http_exports_to_a_collector_on_loopback() -> None:
         server.server_close()
         thread.join(timeout=5)
     assert received, "the collector received nothing"
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceRequest,
+    )
+    from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
+
     path, body = received[0]
     assert path == "/v1/metrics"
-    assert b"prp.gate.duration" in body
+    request = ExportMetricsServiceRequest()
+    request.ParseFromString(body)
+    metrics = {
+        metric.name: metric
+        for resource in request.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+    }
+    gate = metrics["prp.gate.duration"]
+    assert gate.unit == "s"
+    # Delta temporality by default for OTLP (no OTEL_EXPORTER_OTLP_..._PREFERENCE set).
+    assert (
+        gate.histogram.aggregation_temporality
+        == AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
+    )
+    (point,) = gate.histogram.data_points
+    assert point.count == 2
+    assert point.sum == 192.0
+    assert list(point.explicit_bounds) == list(DURATION_BUCKETS_S)
