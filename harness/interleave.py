@@ -66,7 +66,6 @@ import re
 import secrets
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -100,6 +99,7 @@ from harness.errors import EnvironmentRefused, WorkloadError, WorkloadSkipped
 from harness.run import (
     PROFILE_ENV,
     Progress,
+    check_writable,
     evaluate_targets,
     read_workload_samples,
     run_workload_command,
@@ -401,20 +401,6 @@ def _check_options(options: InterleaveOptions) -> None:
         parse_assignments([f"{name}={value}" for name, value in variables.items()], flag)
 
 
-def _check_out_dir(out_dir: Path) -> None:
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".probe-", dir=out_dir)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        raise EnvironmentRefused(
-            f"cannot write to the output directory ({exc.strerror or exc})",
-            where=str(out_dir),
-            expected="a writable directory (--out)",
-        ) from None
-
-
 def _on_both_sides(
     wanted: Sequence[str], explicit: bool, checkouts: Mapping[Side, Checkout], stream: TextIO
 ) -> list[str]:
@@ -502,7 +488,7 @@ def interleave(
     refs = {Side.BASE: options.base_ref, Side.CANDIDATE: options.candidate_ref}
     shas = {side: resolve_ref(repo, ref) for side, ref in refs.items()}
     targets = load_targets(options.targets_path, registry.WORKLOADS)
-    _check_out_dir(options.out_dir)
+    check_writable(options.out_dir)
     seed = options.seed
     if seed is None and options.method is OrderMethod.RANDOM:
         seed = secrets.randbits(32)

@@ -204,7 +204,8 @@ def _check_endpoint(url: str) -> None:
         )
 
 
-def _check_writable(out_dir: Path) -> None:
+def check_writable(out_dir: Path) -> None:
+    """Create ``out_dir`` if needed and prove a file can be made there (else exit 2)."""
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".probe-", dir=out_dir)
@@ -366,7 +367,7 @@ def run(options: RunOptions, *, progress: TextIO | None = None) -> RunResult:
     targets = load_targets(options.targets_path, registry.WORKLOADS)
     if options.otlp_endpoint is not None:
         _check_endpoint(options.otlp_endpoint)
-    _check_writable(options.out_dir)
+    check_writable(options.out_dir)
     traces = _trace_ids(selected)
     env_facts = environment.collect(system_show=options.system_show)
     started = datetime.now(UTC)
