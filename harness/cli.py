@@ -77,15 +77,7 @@ def _add_run(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default="default",
         help="how hard pyperf works (processes, values, warmups); default: %(default)s",
     )
-    run.add_argument(
-        "--workload",
-        dest="workloads",
-        metavar="NAME",
-        action="extend",
-        nargs="+",
-        default=[],
-        help="run only these workloads (repeatable); default: all",
-    )
+    _add_workload_option(run, "run only these workloads (repeatable); default: all")
     run.add_argument(
         "--out",
         metavar="DIR",
@@ -330,14 +322,9 @@ def _add_interleave(subparsers: argparse._SubParsersAction[argparse.ArgumentPars
         default=DEFAULT_ROUNDS,
         help="rounds (each runs every workload once per side); default: %(default)s",
     )
-    interleave.add_argument(
-        "--workload",
-        dest="workloads",
-        metavar="NAME",
-        action="extend",
-        nargs="+",
-        default=[],
-        help="run only these workloads (repeatable); default: every wall-clock workload "
+    _add_workload_option(
+        interleave,
+        "run only these workloads (repeatable); default: every wall-clock workload "
         "(trace-clock ones are deterministic)",
     )
     interleave.add_argument(
@@ -567,15 +554,7 @@ def _add_calibrate(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
         default="fast",
         help="pyperf values and warmups per process (one process a side); default: %(default)s",
     )
-    calibrate.add_argument(
-        "--workload",
-        dest="workloads",
-        metavar="NAME",
-        action="extend",
-        nargs="+",
-        default=[],
-        help="calibrate only these workloads (repeatable); default: all",
-    )
+    _add_workload_option(calibrate, "calibrate only these workloads (repeatable); default: all")
     calibrate.add_argument(
         "--db",
         metavar="FILE",
@@ -622,6 +601,19 @@ def _calibrate_command(args: argparse.Namespace) -> int:
     )
     print(format_calibration(result))
     return EXIT_OK
+
+
+def _add_workload_option(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """``--workload NAME ...`` (repeatable, extending), as run, calibrate and interleave take it."""
+    parser.add_argument(
+        "--workload",
+        dest="workloads",
+        metavar="NAME",
+        action="extend",
+        nargs="+",
+        default=[],
+        help=help_text,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
