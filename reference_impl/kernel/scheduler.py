@@ -257,9 +257,11 @@ class Scheduler:
     ``pool_factory`` replaces the ordered pool (tests plant a broken one with it).
 
     ``inject_slowdown`` exists only to validate the comparison tooling: when
-    > 0, every task burns that extra fraction (0.1 = 10 %) of the CPU time its
-    scheduling work took (proof import, digests, commit) in a busy loop, so a
-    known regression can be planted. It is 0 (off) by default.
+    > 0, every task takes that fraction (0.1 = 10 %) longer, in each of its
+    parts: its wait (the scaled duration) is stretched by it, and the CPU time
+    its scheduling work took (proof import, digests, commit) is burnt again by
+    it in a busy loop. A known regression of the whole path (latency, makespan)
+    can then be planted. It is 0 (off) by default.
     """
 
     def __init__(
@@ -461,7 +463,7 @@ class Scheduler:
             proofs = self._reimport_proofs()
             if measure_cpu:
                 cpu_s += time.thread_time() - cpu_start
-        await asyncio.sleep(task.duration_s * self.time_scale)
+        await asyncio.sleep(task.duration_s * self.time_scale * (1.0 + self.inject_slowdown))
         if task.fails:
             raise TaskFailed(task.task_id)
         cpu_start = time.thread_time() if measure_cpu else 0.0

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from reference_impl import virtual_time
 from reference_impl.events import DEFAULT_KEY, EventLog, EvidenceChain
 from reference_impl.kernel import proofs
 from reference_impl.kernel.scheduler import (
@@ -252,6 +253,24 @@ def test_inject_slowdown_changes_nothing_committed() -> None:
     plain, _ = run_scheduler(Scheduler(Mode.POOLED, time_scale=0), tasks)
     slowed, _ = run_scheduler(Scheduler(Mode.POOLED, inject_slowdown=0.5, time_scale=0), tasks)
     assert committed_view(slowed) == committed_view(plain)
+
+
+@pytest.mark.parametrize("mode", list(Mode))
+def test_inject_slowdown_stretches_every_task_by_its_fraction(mode: Mode) -> None:
+    # On the virtual clock only the waits count: a 10 % slowdown must show as a
+    # 10 % longer makespan and 10 % longer latencies, or a comparison meant to
+    # catch it would be validated against a slowdown that is not there.
+    tasks = [TaskSpec(f"t{i}", i % 3, 0.5 + (i % 4) * 0.25) for i in range(24)]
+
+    def timings(slowdown: float) -> tuple[float, list[float]]:
+        scheduler = Scheduler(mode, max_concurrent=4, inject_slowdown=slowdown)
+        result = virtual_time.run(scheduler.run(tasks))
+        return result.makespan_s, list(result.latencies_s)
+
+    plain_makespan, plain_latencies = timings(0.0)
+    slow_makespan, slow_latencies = timings(0.1)
+    assert slow_makespan == pytest.approx(plain_makespan * 1.1, rel=1e-9)
+    assert slow_latencies == pytest.approx([x * 1.1 for x in plain_latencies], rel=1e-9)
 
 
 def test_cancelling_a_pooled_run_leaves_no_task() -> None:
