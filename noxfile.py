@@ -63,6 +63,17 @@ def replay(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def calibrate(session: nox.Session) -> None:
+    """``harness calibrate``: this machine's noise, for ``nox -s compare`` to use.
+
+    Installed like a side of ``nox -s compare`` (the project, no optional group),
+    so the calibration's fingerprint is the sides' and ``harness compare`` finds it.
+    """
+    _install(session)
+    session.run("harness", "calibrate", *session.posargs)
+
+
+@nox.session(python=PYTHON)
 def compare(session: nox.Session) -> None:
     """Branch comparison: ``nox -s compare -- BASE_REF CANDIDATE_REF [opts] [-- compare opts]``.
 

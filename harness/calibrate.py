@@ -20,8 +20,13 @@ Guarantees:
 * The calibration is stored in the history store's ``calibrations`` table in
   one transaction, keyed by the machine fingerprint digest; nothing is stored
   when it does not finish.
+* By default a round is exactly an interleaved comparison's round
+  (:data:`harness.interleave.ROUND_PROFILE`: one process, one value, one warmup)
+  and there are as many (:data:`harness.interleave.DEFAULT_ROUNDS`), so the
+  noise measured is the noise ``harness compare`` meets.
 * ``harness compare`` uses the latest calibration of the candidate's
-  fingerprint for a row's noise when it has more rounds than the comparison.
+  fingerprint for a row's noise when it was measured with the candidate's
+  per-round profile and has at least as many rounds as the comparison.
 """
 
 from __future__ import annotations
@@ -43,6 +48,8 @@ import pyperf
 from harness import environment
 from harness.compare import CompareOptions, Row, compare_rounds, sample_rounds
 from harness.errors import WorkloadError, WorkloadSkipped
+from harness.interleave import DEFAULT_ROUNDS as INTERLEAVE_ROUNDS
+from harness.interleave import ROUND_PROFILE
 from harness.run import (
     PROFILE_ENV,
     Progress,
@@ -57,7 +64,9 @@ from workloads import registry
 from workloads.samples import SAMPLES_DIR_ENV, MetricSamples
 
 __all__ = [
+    "DEFAULT_PROFILE",
     "DEFAULT_ROUNDS",
+    "PROFILES",
     "CalibrateOptions",
     "CalibrationResult",
     "SideRunner",
@@ -66,8 +75,12 @@ __all__ = [
     "format_calibration",
 ]
 
-DEFAULT_ROUNDS = 6
+DEFAULT_ROUNDS = INTERLEAVE_ROUNDS
 SIDES = ("A", "B")
+# The profiles a calibration can use: an interleaved comparison's round (the
+# default, whose noise is the one `harness compare` meets) or one of `harness run`'s.
+PROFILES: dict[str, registry.Profile] = {ROUND_PROFILE.name: ROUND_PROFILE, **registry.PROFILES}
+DEFAULT_PROFILE = ROUND_PROFILE.name
 
 # Runs one workload once (one process) and returns its samples, pyperf values
 # included as metric ``pyperf`` (``pyperf:<benchmark>`` when it has several).
@@ -79,7 +92,7 @@ class CalibrateOptions:
     """What ``harness calibrate`` was asked to do."""
 
     rounds: int = DEFAULT_ROUNDS
-    profile: str = "fast"
+    profile: str = DEFAULT_PROFILE
     workloads: tuple[str, ...] = ()
     db: Path = Path("reports") / HISTORY_FILE
     fdr_q: float = 0.05
@@ -159,12 +172,12 @@ def calibrate(
     runs the workload's pyperf command with one process.
     """
     stream = sys.stderr if progress is None else progress
-    profile = registry.PROFILES.get(options.profile)
+    profile = PROFILES.get(options.profile)
     if profile is None:
         raise WorkloadError(
             f"unknown profile {options.profile!r}",
             where="--profile",
-            expected="one of " + ", ".join(registry.PROFILES),
+            expected="one of " + ", ".join(PROFILES),
         )
     if options.rounds < 2:
         raise WorkloadError(

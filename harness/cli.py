@@ -525,7 +525,7 @@ def _compare_command(args: argparse.Namespace) -> int:
 
 
 def _add_calibrate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from harness.calibrate import DEFAULT_ROUNDS
+    from harness.calibrate import DEFAULT_PROFILE, DEFAULT_ROUNDS, PROFILES
 
     calibrate = subparsers.add_parser(
         "calibrate",
@@ -536,7 +536,9 @@ def _add_calibrate(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
         "workload, metric and statistic, the round-to-round noise, the minimum\n"
         "detectable effect for that many rounds and the rounds needed to detect the\n"
         "threshold. Stored in the history store with the machine fingerprint:\n"
-        "`harness compare` then uses it for bundles of this machine.",
+        "`harness compare` then uses it for bundles of this machine and profile\n"
+        "when it has at least as many rounds (`nox -s calibrate` calibrates in an\n"
+        "environment like the sides of `nox -s compare`, so their fingerprints match).",
         epilog="exit status: 0 calibrated (and stored), 2 bad input or a workload that\n"
         "fails (the calibration is then not stored)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -550,9 +552,11 @@ def _add_calibrate(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
     )
     calibrate.add_argument(
         "--profile",
-        choices=("fast", "default", "rigorous"),
-        default="fast",
-        help="pyperf values and warmups per process (one process a side); default: %(default)s",
+        choices=tuple(PROFILES),
+        default=DEFAULT_PROFILE,
+        help="pyperf values and warmups per process (one process a side); default: "
+        "%(default)s, an interleaved comparison's own round (1 value, 1 warmup): "
+        "`harness compare` uses a calibration only of its bundles' profile",
     )
     _add_workload_option(calibrate, "calibrate only these workloads (repeatable); default: all")
     calibrate.add_argument(

@@ -639,7 +639,7 @@ def compare_rounds(
         standard_error = item.estimate.standard_error
         source = "this comparison"
         calibrated = _calibrated_noise(options.calibration, current)
-        if calibrated is not None and calibrated.rounds > current.rounds:
+        if calibrated is not None and calibrated.rounds >= current.rounds:
             noise = calibrated.noise
             standard_error = noise / math.sqrt(max(current.rounds, 1))
             source = f"calibration {calibrated.calibration_id} ({calibrated.rounds} rounds)"
@@ -782,6 +782,14 @@ def compare_bundles(
         )
         calibration = None
         options = dataclasses.replace(options, calibration=None)
+    profile = candidate.manifest.profile.name
+    if calibration is not None and calibration.profile != profile:
+        warnings.append(
+            f"calibration {calibration.calibration_id} measured rounds of profile "
+            f"{calibration.profile!r}, these bundles {profile!r}; not used"
+        )
+        calibration = None
+        options = dataclasses.replace(options, calibration=None)
     rows, row_warnings, tests = compare_rounds(
         metric_rounds(base), metric_rounds(candidate), options
     )
@@ -882,7 +890,7 @@ def _method(
         f"MDE: normal approximation, {options.power:.0%} power at the per-test level "
         f"q/m={alpha:.2g}, noise = sd of one round's log ratio"
         + (
-            f" (from calibration {calibration.calibration_id} when it has more rounds)"
+            f" (from calibration {calibration.calibration_id} when it has as many rounds or more)"
             if calibration is not None
             else ""
         )

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from harness import interleave
 from harness.calibrate import (
     CalibrateOptions,
     balanced_orders,
@@ -87,6 +88,24 @@ def test_calibration_measures_noise_and_mde_and_stores_them(tmp_path: Path) -> N
     assert f"{pyperf.mde:.1%}" in text
     assert "rounds for thr" in text
     assert str(db) in text
+
+
+def test_by_default_a_round_is_an_interleaved_comparisons_round() -> None:
+    # Its noise is then the noise `harness compare` meets, and its rounds are enough
+    # for compare to use it (a calibration of fewer rounds than a comparison is not).
+    seen: list[Profile] = []
+
+    def runner(
+        name: str, profile: Profile, workdir: Path, env: Mapping[str, str]
+    ) -> list[MetricSamples]:
+        seen.append(profile)
+        return NoisyRunner()(name, profile, workdir, env)
+
+    options = CalibrateOptions(workloads=("scheduler_latency",), store=False)
+    result = calibrate(options, progress=io.StringIO(), runner=runner)
+    assert options.rounds == result.rounds == interleave.DEFAULT_ROUNDS
+    assert set(seen) == {interleave.ROUND_PROFILE}
+    assert result.profile == interleave.ROUND_PROFILE.name
 
 
 def test_a_workload_that_skips_itself_is_left_out(tmp_path: Path) -> None:

@@ -586,6 +586,41 @@ def test_a_calibration_with_more_rounds_supplies_the_noise(tmp_path: Path) -> No
     assert any("another fingerprint" in w for w in ignored.warnings)
 
 
+def test_a_calibration_serves_only_rounds_of_its_profile_and_not_fewer_than_compared(
+    tmp_path: Path,
+) -> None:
+    base, candidate = pair(tmp_path, sched_spec())
+    digest = candidate.manifest.environment.fingerprint_digest
+    compared = next(r for r in compare_bundles(base, candidate).rows if r.metric == "pyperf")
+
+    def noise_with(profile: str, rounds: int) -> tuple[float | None, tuple[str, ...]]:
+        stored = CalibrationRow(
+            calibration_id="cal-2",
+            fingerprint=digest,
+            profile=profile,
+            workload="sched",
+            metric="pyperf",
+            statistic="median",
+            unit="s",
+            clock="wall",
+            rounds=rounds,
+            noise=0.5,
+            mde=0.3,
+            created="2024-01-01T00:00:00+00:00",
+        )
+        options = CompareOptions(calibration=Calibration.of([stored]))
+        comparison = compare_bundles(base, candidate, options=options)
+        row = next(r for r in comparison.rows if r.metric == "pyperf")
+        return row.noise, comparison.warnings
+
+    profile = candidate.manifest.profile.name
+    assert noise_with(profile, compared.rounds)[0] == 0.5  # as many rounds: used
+    assert noise_with(profile, compared.rounds - 1)[0] == compared.noise  # fewer: its own
+    noise, warnings = noise_with("rigorous", 100)  # rounds of another profile: not used
+    assert noise == compared.noise != 0.5
+    assert any("profile 'rigorous'" in w and "not used" in w for w in warnings)
+
+
 def _with_fingerprint(row: CalibrationRow, fingerprint: str) -> CalibrationRow:
     from dataclasses import replace
 
