@@ -516,8 +516,11 @@ def _compare_one(
     if not base_stats or not cand_stats:
         side = "base" if not base_stats else "candidate"
         return _Pending(_error_row(base, statistic.value, threshold, f"no values in {side}"), None)
+    exact_clock = base.clock == "trace" and candidate.clock == "trace"
     every = [*base_stats.values(), *cand_stats.values()]
-    if not all(math.isfinite(v) and v > 0.0 for v in every):
+    # A trace-clock figure may be 0 on both sides (no approval waited at all):
+    # equal, exactly, and compared below; a timed one must be positive for a ratio.
+    if not exact_clock and not all(math.isfinite(v) and v > 0.0 for v in every):
         message = f"a round's {statistic.value} is not positive ({scale}): no ratio"
         return _Pending(_error_row(base, statistic.value, threshold, message), None)
     common = [k for k in base.paired_keys if k in cand_stats and k in candidate.paired_keys]
@@ -547,7 +550,7 @@ def _compare_one(
             scale=scale,
         )
 
-    if base.clock == "trace" and candidate.clock == "trace":
+    if exact_clock:
         for side, values in (("base", base_stats), ("candidate", cand_stats)):
             if len(set(values.values())) > 1:
                 warnings.append(
@@ -556,7 +559,19 @@ def _compare_one(
                 )
         base_value = statistic_of([v for _, vs in base.rounds for v in vs], statistic) + offset
         cand_value = statistic_of([v for _, vs in candidate.rounds for v in vs], statistic) + offset
-        ratio = cand_value / base_value
+        if not (math.isfinite(base_value) and math.isfinite(cand_value) and cand_value >= 0.0):
+            message = f"the {statistic.value} is not a finite value >= 0 ({scale}): no ratio"
+            return _Pending(_error_row(base, statistic.value, threshold, message), None)
+        if base_value == cand_value:
+            ratio = 1.0  # 0 against 0 included: the same figure, exactly
+        elif base_value > 0.0 and cand_value > 0.0:
+            ratio = cand_value / base_value
+        else:
+            message = (
+                f"the {statistic.value} moved from {base_value:g} to {cand_value:g} "
+                f"({scale}): a change, but no ratio with 0"
+            )
+            return _Pending(_error_row(base, statistic.value, threshold, message), None)
         exact = stats.Estimate(ratio, ratio, ratio, 1.0, 0.0, 0.0, len(base_stats))
         return _Pending(row(exact, min(len(base_stats), len(cand_stats)), exact=True), exact)
 

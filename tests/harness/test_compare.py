@@ -395,6 +395,26 @@ def test_trace_clock_metrics_are_compared_exactly(tmp_path: Path) -> None:
     assert "compared exactly" in comparison.method
 
 
+def test_a_trace_clock_zero_on_both_sides_is_no_change_and_a_move_to_or_from_0_an_error(
+    tmp_path: Path,
+) -> None:
+    # prp-nightly's pooled approvals mostly wait 0 s: p50 = 0 on both sides of a
+    # nightly comparison is the same figure, not an error that fails the night.
+    base = Spec(
+        metrics={
+            ("approval", "zero"): ("s", "trace", constant(0.0)),
+            ("approval", "to_zero"): ("s", "trace", constant(2.0, candidate=0.0)),
+            ("approval", "from_zero"): ("s", "trace", constant(0.0, candidate=2.0)),
+        }
+    )
+    comparison = compare_bundles(*pair(tmp_path, base))
+    rows = {row.metric: row for row in comparison.rows}
+    assert rows["zero"].verdict is RowVerdict.NO_CHANGE and rows["zero"].ratio == 1.0
+    assert rows["from_zero"].verdict is rows["to_zero"].verdict is RowVerdict.ERROR
+    assert "moved from 0 to 2" in str(rows["from_zero"].error)
+    assert "moved from 2 to 0" in str(rows["to_zero"].error)
+
+
 def test_offset_ratios_and_higher_is_better_ratios(tmp_path: Path) -> None:
     """``throughput_gain`` is ``ratio - 1``: compared as 1 + value; a lower gain is worse."""
     base = Spec(metrics={("sched", "throughput_gain"): ("ratio", "wall", lognormal(6.0, 0.005))})
