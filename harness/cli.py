@@ -8,6 +8,7 @@ run it (one line on stderr says what, where and what was expected).
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -635,5 +636,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
 
 
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def entry() -> None:
+    """The console script: :func:`main`, stopped cleanly by Ctrl-C or SIGTERM.
+
+    A cancelled CI job gets SIGTERM, not Ctrl-C: both raise KeyboardInterrupt, so
+    what a command holds is released as on Ctrl-C (an interleaved comparison
+    removes its worktrees and scratch directory), then one line and status 130.
+    """
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        status = main()
+    except KeyboardInterrupt:
+        print("harness: interrupted", file=sys.stderr)
+        status = EXIT_INTERRUPTED
+    sys.exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
