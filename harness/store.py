@@ -25,6 +25,7 @@ Guarantees:
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -169,6 +170,23 @@ def workload_stats(samples: Iterable[MetricSamples]) -> list[tuple[Any, ...]]:
     return rows
 
 
+def _journal_mode_wal(connection: sqlite3.Connection) -> None:
+    """Switch to WAL, waiting (bounded) for a concurrent first writer.
+
+    SQLite does not call its busy handler for a journal-mode change: two
+    processes creating the store at once can see "database is locked" at once.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.02)
+
+
 class HistoryStore:
     """The history database at ``path`` (created, with its schema, on first write)."""
 
@@ -185,7 +203,7 @@ class HistoryStore:
             ) from None
         try:
             connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            connection.execute("PRAGMA journal_mode = WAL")
+            _journal_mode_wal(connection)
             connection.execute("PRAGMA foreign_keys = ON")
             yield connection
         except (sqlite3.IntegrityError, sqlite3.ProgrammingError):
