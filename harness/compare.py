@@ -155,6 +155,9 @@ def verdict_table() -> str:
         code = f"{_EXIT[verdict]}{' *' if verdict is ComparisonVerdict.INCONCLUSIVE else ''}"
         lines.append(f"{verdict.value:<18}  {code:<4}  {_MEANING[verdict]}")
     lines.append(f"{'(bad input)':<18}  {2:<4}  missing bundle, other workloads, other machine")
+    lines.append(
+        f"{'(interrupted)':<18}  {130:<4}  Ctrl-C or SIGTERM; worktrees and partial files removed"
+    )
     lines.append("* 1 with --fail-on-inconclusive")
     lines.append("")
     lines.append("row verdict         meaning")
