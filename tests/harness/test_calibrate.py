@@ -28,7 +28,7 @@ from workloads.samples import MetricSamples
 
 from . import _fake_workload as fake
 from ._bundles import make_environment
-from .test_compare import sched_spec, write_side
+from .test_compare import sched_calibration, sched_spec, write_side
 
 
 def test_the_order_is_balanced_abba() -> None:
@@ -169,19 +169,12 @@ def test_compare_uses_the_stored_calibration_of_the_same_fingerprint(tmp_path: P
     db = tmp_path / "history.sqlite"
     HistoryStore(db).append_calibration(
         [
-            CalibrationRow(
+            sched_calibration(
+                make_environment().fingerprint_digest,
                 calibration_id="cal-x",
-                fingerprint=make_environment().fingerprint_digest,
-                profile="fast",
-                workload="sched",
-                metric="pyperf",
-                statistic="median",
-                unit="s",
-                clock="wall",
                 rounds=50,
                 noise=0.01,
                 mde=0.01,
-                created="2024-01-01T00:00:00+00:00",
             )
         ]
     )

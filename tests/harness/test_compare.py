@@ -8,6 +8,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -574,25 +575,29 @@ def test_markdown_puts_the_verdict_first_and_folds_the_details(tmp_path: Path) -
 # --------------------------------------------------------------------------- history
 
 
+def sched_calibration(fingerprint: str, **fields: Any) -> CalibrationRow:
+    """A stored calibration row of sched_spec's pyperf median (``fields`` override)."""
+    values: dict[str, Any] = {
+        "calibration_id": "cal-1",
+        "fingerprint": fingerprint,
+        "profile": "fast",
+        "workload": "sched",
+        "metric": "pyperf",
+        "statistic": "median",
+        "unit": "s",
+        "clock": "wall",
+        "rounds": 40,
+        "noise": 0.5,
+        "mde": 0.3,
+        "created": "2024-01-01T00:00:00+00:00",
+    }
+    return CalibrationRow(**{**values, **fields})
+
+
 def test_a_calibration_with_more_rounds_supplies_the_noise(tmp_path: Path) -> None:
     base, candidate = pair(tmp_path, sched_spec())
     digest = candidate.manifest.environment.fingerprint_digest
-    rows = [
-        CalibrationRow(
-            calibration_id="cal-1",
-            fingerprint=digest,
-            profile="fast",
-            workload="sched",
-            metric="pyperf",
-            statistic="median",
-            unit="s",
-            clock="wall",
-            rounds=40,
-            noise=0.5,
-            mde=0.3,
-            created="2024-01-01T00:00:00+00:00",
-        )
-    ]
+    rows = [sched_calibration(digest)]
     calibration = Calibration.of(rows)
     comparison = compare_bundles(base, candidate, options=CompareOptions(calibration=calibration))
     row = next(r for r in comparison.rows if r.metric == "pyperf")
@@ -614,20 +619,7 @@ def test_a_calibration_serves_only_rounds_of_its_profile_and_not_fewer_than_comp
     compared = next(r for r in compare_bundles(base, candidate).rows if r.metric == "pyperf")
 
     def noise_with(profile: str, rounds: int) -> tuple[float | None, tuple[str, ...]]:
-        stored = CalibrationRow(
-            calibration_id="cal-2",
-            fingerprint=digest,
-            profile=profile,
-            workload="sched",
-            metric="pyperf",
-            statistic="median",
-            unit="s",
-            clock="wall",
-            rounds=rounds,
-            noise=0.5,
-            mde=0.3,
-            created="2024-01-01T00:00:00+00:00",
-        )
+        stored = sched_calibration(digest, calibration_id="cal-2", profile=profile, rounds=rounds)
         options = CompareOptions(calibration=Calibration.of([stored]))
         comparison = compare_bundles(base, candidate, options=options)
         row = next(r for r in comparison.rows if r.metric == "pyperf")
