@@ -6,15 +6,22 @@ refuses, it refuses with :class:`~reference_impl.errors.DeniedError`, whose
 
 * shell: ``shell.argv`` (a shell string, an empty argv, a non-string or NUL
   argument), ``shell.executable`` (not allowlisted, or a path that is not
-  exactly the allowlisted binary), ``shell.timeout``, ``shell.output_cap``;
+  exactly the allowlisted binary), ``shell.trampoline`` (a program that runs
+  other programs, allowlisted by name instead of by exact argv),
+  ``shell.timeout``, ``shell.output_cap``;
 * filesystem: ``fs.nul``, ``fs.absolute``, ``fs.traversal`` (any ``..``
   component), ``fs.symlink_escape`` (a symlink that leads out of the root),
-  ``fs.special_file`` (a FIFO, socket or device);
+  ``fs.special_file`` (a FIFO, socket or device), ``fs.size`` (a file over
+  the read cap), ``fs.directory`` (a write whose target is a directory);
 * HTTP: ``http.url`` (unparsable), ``http.scheme``, ``http.host``,
-  ``http.redirect_scheme``, ``http.redirect_host``, ``http.redirect_limit``.
+  ``http.redirect_scheme``, ``http.redirect_host``, ``http.redirect_limit``,
+  ``http.timeout`` (the whole call, redirects included, over its deadline).
 
-Every check runs *before* the side effect it guards: no process is started, no
-file opened, no client created and no connection made for a denied call.
+Every check of the request runs *before* the side effect it guards: no process
+is started, no file opened, no client created and no connection made for a
+call denied by its argv, path or URL. The limits seen only on the way (a
+timeout, an output cap, a file's real size or type) stop the call as soon as
+they are crossed.
 Failures that are not denials (a missing file, a refused connection) propagate
 as the usual ``OSError`` or ``httpx.HTTPError``.
 
@@ -26,7 +33,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import io
 import os
+import re
 import shutil
 import signal
 import stat
@@ -42,6 +51,7 @@ import httpx
 from reference_impl.errors import ConfigError, DeniedError
 
 __all__ = [
+    "DEFAULT_MAX_READ_BYTES",
     "DEFAULT_SHELL_PATH",
     "FileSystemConfig",
     "FileSystemTool",
@@ -53,6 +63,7 @@ __all__ = [
     "ShellResult",
     "ShellTool",
     "ToolStatistics",
+    "is_trampoline",
     "minimal_environment",
 ]
 
@@ -106,14 +117,64 @@ def minimal_environment() -> dict[str, str]:
     return {"PATH": DEFAULT_SHELL_PATH, "LC_ALL": "C"}
 
 
+# Programs that run another program chosen by their arguments: allowing one by
+# name would allow everything (``env id``, ``sh -c``, ``python -c``, ``git -c
+# alias.x=!id x``, ``tar --to-command``, ``sed 's/x/id/e'``). Matched against
+# the basename of argv[0] and of the binary it really is. Not exhaustive
+# (GTFOBins lists more): a program allowlisted by name is trusted with any
+# arguments, so allowlist by name only what cannot start other programs.
+_TRAMPOLINES = re.compile(
+    r"""
+      env | xargs | parallel | nice | nohup | timeout | setsid | stdbuf | unbuffer
+    | chroot | unshare | nsenter | taskset | ionice | chrt | prlimit | setpriv | capsh
+    | numactl | flock | watch | time | command | exec | eval | script | systemd-run
+    | sudo | doas | su | runuser | pkexec | sg | newgrp | firejail | bwrap
+    | strace | ltrace | valgrind | gdb | catchsegv
+    | sh | ash | bash | rbash | dash | zsh | ksh | mksh | pdksh | csh | tcsh | fish
+    | busybox | toybox | coreutils
+    | python[0-9.]* | pypy[0-9.]* | perl[0-9.]* | ruby[0-9.]* | irb | php[0-9.]*
+    | lua[0-9.]* | luajit | node | nodejs | deno | bun | tclsh[0-9.]* | wish[0-9.]*
+    | expect | pwsh | Rscript | java | jshell
+    | awk | gawk | mawk | nawk | sed | make | git | tar | zip | rsync | ssh | scp
+    | (?:vi|vim|nvim|rvim|view|ex)(?:\.[a-z]+)? | emacs | less | more | man
+    """,
+    re.VERBOSE,
+)
+# Multi-call binaries pick their applet from argv[0], which is the allowlisted
+# path we execute: their real name says nothing about what runs.
+_MULTI_CALL_BINARIES = frozenset({"busybox", "toybox", "coreutils"})
+# A program that is a trampoline only through some arguments: by name it runs,
+# unless one of these is among its arguments (find's actions are exact tokens).
+_TRAMPOLINE_ARGUMENTS = {"find": frozenset({"-exec", "-execdir", "-ok", "-okdir"})}
+
+
+def is_trampoline(name: str) -> bool:
+    """Whether the program ``name`` (a basename) runs other programs by its arguments.
+
+    ``find`` is not one by name: only its ``-exec`` family of actions is.
+    """
+    return _TRAMPOLINES.fullmatch(name) is not None
+
+
 @dataclass(frozen=True, slots=True)
 class ShellConfig:
     """What :class:`ShellTool` may run, and within which limits.
 
-    ``allowed_executables`` are bare names (``"echo"``), looked up on the
-    ``PATH`` of ``env``. ``env`` is the child's whole environment (a read-only
-    copy is kept). ``output_cap_bytes`` bounds stdout (over it, the call is
-    denied) and stderr (over it, truncated). ``cwd`` of ``None`` inherits ours.
+    The allowlist has two kinds of entry, each keyed by a bare program name
+    looked up on the ``PATH`` of ``env``:
+
+    * ``allowed_executables``: program names (``"echo"``), which run with any
+      arguments. A *trampoline* (``env``, ``xargs``, shells, interpreters,
+      ``sudo``, ``timeout``, ``git``, ``find -exec``... see
+      :func:`is_trampoline`) named here is refused at call time
+      (``shell.trampoline``): with free arguments it runs anything.
+    * ``allowed_argvs``: exact argvs (``("env",)``, ``("setsid", "sleep",
+      "1")``), which run only with exactly those arguments. This is the only
+      way to run a trampoline.
+
+    ``env`` is the child's whole environment (a read-only copy is kept).
+    ``output_cap_bytes`` bounds stdout (over it, the call is denied) and
+    stderr (over it, truncated). ``cwd`` of ``None`` inherits ours.
     """
 
     allowed_executables: frozenset[str]
@@ -121,6 +182,7 @@ class ShellConfig:
     output_cap_bytes: int = 1_048_576
     env: Mapping[str, str] = field(default_factory=minimal_environment, hash=False)
     cwd: str | None = None
+    allowed_argvs: frozenset[tuple[str, ...]] = frozenset()
 
     def __post_init__(self) -> None:
         for name in self.allowed_executables:
@@ -128,6 +190,20 @@ class ShellConfig:
                 raise ConfigError(
                     "ShellConfig.allowed_executables", f"{name!r} is not a bare executable name"
                 )
+        argvs: set[tuple[str, ...]] = set()
+        for entry in self.allowed_argvs:
+            argv = () if isinstance(entry, str | bytes) else tuple(entry)
+            if (
+                not argv
+                or not all(isinstance(arg, str) and "\x00" not in arg for arg in argv)
+                or not argv[0]
+                or os.path.basename(argv[0]) != argv[0]
+            ):
+                raise ConfigError(
+                    "ShellConfig.allowed_argvs",
+                    f"{entry!r} is not an argv tuple of str starting with a bare executable name",
+                )
+            argvs.add(argv)
         if not self.timeout_s > 0:
             raise ConfigError("ShellConfig.timeout_s", f"must be > 0, got {self.timeout_s}")
         if self.output_cap_bytes < 0:
@@ -136,6 +212,7 @@ class ShellConfig:
             )
         # Frozen means frozen: a caller mutating its dict later changes nothing here.
         object.__setattr__(self, "allowed_executables", frozenset(self.allowed_executables))
+        object.__setattr__(self, "allowed_argvs", frozenset(argvs))
         object.__setattr__(self, "env", types.MappingProxyType(dict(self.env)))
 
 
@@ -162,6 +239,13 @@ class ShellTool:
       separator through its real path (so ``./echo``, or a symlink named
       ``echo`` to another binary, is denied). The resolved absolute path is
       what is executed.
+    * The allowlist is per *command line* where the program could run another
+      one: an argv runs if ``(name, *argv[1:])`` is exactly one of
+      ``allowed_argvs``, or if ``name`` is in ``allowed_executables`` and
+      neither ``name`` nor the basename of the binary it really is (say
+      ``python3.11``) is a trampoline. So with ``allowed_executables={"env",
+      "id"}``, ``env id`` and ``/usr/bin/env id`` are denied
+      (``shell.trampoline``), while ``id`` runs.
     * The child gets exactly ``config.env``, no stdin, and a session of its own.
     * On timeout, on stdout over the cap, or on cancellation of the caller, the
       child's whole process group is killed and reaped *before* the exception
@@ -179,7 +263,8 @@ class ShellTool:
         self._search_path = config.env.get("PATH", DEFAULT_SHELL_PATH)
         # Resolved once: the allowlist names binaries, not strings.
         self._allowed_paths: dict[str, str] = {}
-        for name in config.allowed_executables:
+        names = config.allowed_executables | {argv[0] for argv in config.allowed_argvs}
+        for name in names:
             found = shutil.which(name, path=self._search_path)
             if found is not None:
                 self._allowed_paths[name] = os.path.abspath(found)
@@ -191,10 +276,10 @@ class ShellTool:
     async def run(self, argv: Sequence[str]) -> ShellResult:
         """Run ``argv`` and return its exit code and output.
 
-        Raises :class:`DeniedError` (``shell.argv``, ``shell.executable``)
-        before anything starts, or (``shell.timeout``, ``shell.output_cap``)
-        once the child has been killed and reaped. A non-zero exit code is a
-        result, not an error.
+        Raises :class:`DeniedError` (``shell.argv``, ``shell.executable``,
+        ``shell.trampoline``) before anything starts, or (``shell.timeout``,
+        ``shell.output_cap``) once the child has been killed and reaped. A
+        non-zero exit code is a result, not an error.
         """
         self._counters.calls += 1
         try:
@@ -263,11 +348,41 @@ class ShellTool:
             candidate: str | None = os.path.join(base, program)
         else:
             candidate = shutil.which(program, path=self._search_path)
-        if candidate is None or os.path.realpath(candidate) != os.path.realpath(allowed_path):
+        real_path = os.path.realpath(allowed_path)
+        if candidate is None or os.path.realpath(candidate) != real_path:
             raise DeniedError(
                 "shell.executable", program, f"does not resolve to the allowed {allowed_path}"
             )
+        self._authorize_arguments(program, args, real_path)
         return allowed_path, args
+
+    def _authorize_arguments(self, program: str, args: tuple[str, ...], real_path: str) -> None:
+        """Exact argvs first; a name alone never lets a trampoline run."""
+        name = os.path.basename(program)
+        if (name, *args[1:]) in self._config.allowed_argvs:
+            return
+        real_name = os.path.basename(real_path)
+        if is_trampoline(name) or (
+            real_name not in _MULTI_CALL_BINARIES and is_trampoline(real_name)
+        ):
+            shown = name if real_name == name else f"{name} ({real_path})"
+            raise DeniedError(
+                "shell.trampoline",
+                program,
+                f"{shown} runs other programs: allow its exact argv in allowed_argvs",
+            )
+        exec_arguments = _TRAMPOLINE_ARGUMENTS.get(name, frozenset()) | (
+            _TRAMPOLINE_ARGUMENTS.get(real_name, frozenset())
+        )
+        starter = next((arg for arg in args[1:] if arg in exec_arguments), None)
+        if starter is not None:
+            raise DeniedError(
+                "shell.trampoline",
+                program,
+                f"{name} {starter} runs other programs: allow its exact argv in allowed_argvs",
+            )
+        if name not in self._config.allowed_executables:
+            raise DeniedError("shell.executable", program, "only exact argvs of it are allowlisted")
 
 
 async def _read_capped(stream: asyncio.StreamReader, cap: int) -> bytes | None:
@@ -345,12 +460,26 @@ async def _reap(
 # ---------------------------------------------------------------------- filesystem
 
 
+DEFAULT_MAX_READ_BYTES = 16 * 1024 * 1024
+
+
 @dataclass(frozen=True, slots=True)
 class FileSystemConfig:
-    """The directory :class:`FileSystemTool` is confined to, and its text encoding."""
+    """The directory :class:`FileSystemTool` is confined to, its text encoding and read cap.
+
+    ``max_read_bytes`` is the largest file a read returns (16 MiB by default);
+    a larger one is denied (``fs.size``) without being read into memory.
+    """
 
     root: str | os.PathLike[str]
     encoding: str = "utf-8"
+    max_read_bytes: int = DEFAULT_MAX_READ_BYTES
+
+    def __post_init__(self) -> None:
+        if self.max_read_bytes < 0:
+            raise ConfigError(
+                "FileSystemConfig.max_read_bytes", f"must be >= 0, got {self.max_read_bytes}"
+            )
 
 
 class FileSystemTool:
@@ -364,6 +493,13 @@ class FileSystemTool:
     then opened with ``O_NOFOLLOW``, so a final component swapped for a symlink
     after the check is refused, not followed; a swap of an intermediate
     directory in that window is not detected (it would need ``openat2``).
+
+    A read returns only a regular file (else ``fs.special_file``, before any
+    read that could block) of at most ``max_read_bytes`` (else ``fs.size``;
+    at most one byte over the cap is ever read, even from a file that grows
+    or lies about its size). A write never targets a directory, the root
+    included (``fs.directory``), and its temporary file is created in the
+    target's own directory, which is inside the root.
 
     Operations are synchronous: small local files. An async caller that needs
     to may run them in :func:`asyncio.to_thread`.
@@ -387,10 +523,12 @@ class FileSystemTool:
         return ToolStatistics(calls=self._counters.calls, denials=self._counters.denials)
 
     def read_bytes(self, rel: str | os.PathLike[str]) -> bytes:
-        """The whole content of the regular file ``rel``.
+        """The whole content of the regular file ``rel``, at most ``max_read_bytes``.
 
         A FIFO, socket or device is denied (``fs.special_file``): reading one
-        could block forever. A directory raises :class:`IsADirectoryError`.
+        could block forever. A larger file is denied (``fs.size``) after
+        reading at most ``max_read_bytes + 1`` of it. A directory raises
+        :class:`IsADirectoryError`.
         """
         return _counted(self._counters, lambda: self._read(rel))
 
@@ -403,7 +541,9 @@ class FileSystemTool:
 
         The text goes to a temporary file in the same directory, which then
         replaces the target with :func:`os.replace`: a reader sees the old
-        content or the new, never a part. The parent directory must exist. An
+        content or the new, never a part. The parent directory must exist; a
+        target that is a directory (``""``, ``"."``, ``"sub/"``, a symlink to
+        one) is denied (``fs.directory``) before anything is written. An
         existing file keeps its mode; a new one gets ``0o644``. A symlink inside
         the root keeps pointing at its target, whose content is replaced.
         Atomic, not durable: nothing is fsynced.
@@ -442,23 +582,38 @@ class FileSystemTool:
 
     def _read(self, rel: str | os.PathLike[str]) -> bytes:
         shown, real = self._confine(rel)
+        # A socket cannot even be opened (ENXIO): refuse it, and any other
+        # special file, by its type first; fstat below re-checks what was opened.
+        with contextlib.suppress(FileNotFoundError):
+            _require_regular_or_directory(shown, os.stat(real).st_mode)
         # O_NONBLOCK: opening a FIFO must not wait for a writer before fstat refuses it.
         flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+        cap = self._config.max_read_bytes
         with os.fdopen(self._open_nofollow(shown, real, flags), "rb") as stream:
-            mode = os.fstat(stream.fileno()).st_mode
-            if stat.S_ISDIR(mode):
+            status = os.fstat(stream.fileno())
+            _require_regular_or_directory(shown, status.st_mode)
+            if stat.S_ISDIR(status.st_mode):
                 raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), shown)
-            if not stat.S_ISREG(mode):
-                raise DeniedError("fs.special_file", shown, "not a regular file")
-            return stream.read()
+            if status.st_size > cap:
+                raise DeniedError("fs.size", shown, f"{status.st_size} bytes, over the {cap} cap")
+            # st_size can lie (procfs says 0) or grow: one byte past the cap proves it.
+            data = _read_at_most(stream, cap + 1, size_hint=status.st_size)
+            if len(data) > cap:
+                raise DeniedError("fs.size", shown, f"more than the {cap}-byte cap")
+            return data
 
     def _write(self, rel: str | os.PathLike[str], text: str) -> None:
-        _, real = self._confine(rel)
+        shown, real = self._confine(rel)
         data = text.encode(self._config.encoding)
+        # realpath drops a trailing "/" and maps "" and "." to the root, whose
+        # os.path.split() would be the root's *parent*: refuse any directory.
+        if real == self._root or os.path.isdir(real):
+            raise DeniedError("fs.directory", shown, "the write target is a directory")
         try:
             mode = stat.S_IMODE(os.stat(real).st_mode)
         except FileNotFoundError:
             mode = _NEW_FILE_MODE
+        # real lies strictly inside the root, so its directory is the root or below it.
         directory, name = os.path.split(real)
         fd, temp_path = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
         try:
@@ -485,6 +640,31 @@ class FileSystemTool:
         return tuple(sorted(names))
 
 
+def _read_at_most(stream: io.BufferedReader, limit: int, *, size_hint: int) -> bytes:
+    """Up to ``limit`` bytes until end-of-file, never asking for more than ``limit``.
+
+    The first request is the announced size plus one (so an honest file takes
+    one read and one end-of-file check), not ``limit``: a buffered read
+    allocates what it is asked for, and the cap may be far above the file.
+    """
+    chunks: list[bytes] = []
+    remaining = limit
+    request = max(size_hint + 1, _READ_CHUNK_BYTES)
+    while remaining > 0:
+        chunk = stream.read(min(remaining, request))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+        request = _READ_CHUNK_BYTES
+    return b"".join(chunks)
+
+
+def _require_regular_or_directory(shown: str, mode: int) -> None:
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise DeniedError("fs.special_file", shown, "not a regular file")
+
+
 # ---------------------------------------------------------------------------- HTTP
 
 
@@ -495,6 +675,8 @@ class HttpConfig:
     ``allowed_hosts`` holds exact host names or IP addresses, each optionally
     with a port (``"127.0.0.1"`` allows every port, ``"127.0.0.1:8080"`` only
     that one, ``"[::1]:8080"`` for IPv6). No wildcard, no DNS-based matching.
+    ``timeout_s`` is the deadline of a whole :meth:`HttpTool.get`: connect,
+    headers and body of every hop, redirects included.
     """
 
     allowed_hosts: frozenset[str]
@@ -570,6 +752,10 @@ class HttpTool:
       ``async with``). ``pooled=False`` (the legacy behaviour): a new client
       per call, closed before the call returns.
     * The body kept is at most ``body_cap_bytes``; reading stops there.
+    * A call ends within ``timeout_s`` of starting, however slowly the server
+      drips its headers or body: past it, the request is cancelled, its
+      connection closed, and ``http.timeout`` raised. (httpx's own timeouts
+      apply per read, so a byte every half second would never trip them.)
     * Proxy and other environment settings are ignored (``trust_env=False``):
       a request goes where its URL says, and nowhere else.
 
@@ -625,20 +811,35 @@ class HttpTool:
         Raises :class:`DeniedError` (``http.url``, ``http.scheme``,
         ``http.host``, ``http.redirect_scheme``, ``http.redirect_host``,
         ``http.redirect_limit``); a redirect is denied before its target is
-        contacted. Raises :class:`RuntimeError` after :meth:`aclose`.
+        contacted. Raises ``http.timeout`` once ``timeout_s`` has passed since
+        the call began, whatever stage it is in. Raises
+        :class:`RuntimeError` after :meth:`aclose`.
         """
         if self._closed:
             raise RuntimeError("HttpTool is closed")
         self._counters.calls += 1
         try:
             target = self._check(url, url, "http.scheme", "http.host")
-            if self._pooled:
-                return await self._follow(self._pooled_client(), target)
-            async with self._new_client() as client:
-                return await self._follow(client, target)
+            return await self._get_within_deadline(target, url)
         except DeniedError:
             self._counters.denials += 1
             raise
+
+    async def _get_within_deadline(self, target: httpx.URL, shown: str) -> HttpResponse:
+        timeout_s = self._config.timeout_s
+        deadline = asyncio.timeout(timeout_s)
+        try:
+            async with deadline:
+                if self._pooled:
+                    return await self._follow(self._pooled_client(), target)
+                async with self._new_client() as client:
+                    return await self._follow(client, target)
+        except TimeoutError:
+            if not deadline.expired():
+                raise  # not ours: some inner timeout, left as it was
+            raise DeniedError(
+                "http.timeout", shown, f"no complete response within {timeout_s} s"
+            ) from None
 
     def _new_client(self) -> httpx.AsyncClient:
         self._clients_created += 1

@@ -74,14 +74,14 @@ def test_the_child_sees_only_the_minimal_environment_by_default(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("SHELL_TOOL_SECRET", "must-not-leak")
-    result = _run(_shell("env"), ["env"])
+    result = _run(ShellTool(ShellConfig(frozenset(), allowed_argvs=frozenset({("env",)}))), ["env"])
     lines = sorted(result.stdout.decode().splitlines())
     assert lines == sorted(f"{key}={value}" for key, value in minimal_environment().items())
 
 
 def test_the_child_gets_an_explicit_environment_and_later_mutation_is_ignored() -> None:
     env = {"PATH": tools.DEFAULT_SHELL_PATH, "GREETING": "hi"}
-    tool = _shell("env", env=env)
+    tool = ShellTool(ShellConfig(frozenset(), env=env, allowed_argvs=frozenset({("env",)})))
     env["GREETING"] = "changed"
     lines = _run(tool, ["env"]).stdout.decode().splitlines()
     assert "GREETING=hi" in lines
@@ -192,8 +192,10 @@ def test_a_descendant_that_left_the_process_group_cannot_hang_the_call(
     # setsid forks a child in a session of its own, which keeps stdout open after
     # the process group is killed; the call must still end (it lives 1 s, unowned).
     monkeypatch.setattr(tools, "_DRAIN_TIMEOUT_S", 0.05)
-    tool = _shell("setsid", timeout_s=0.2)
-    assert _denied_rule(tool, ["setsid", "sleep", "1"]) == "shell.timeout"
+    config = ShellConfig(
+        frozenset(), timeout_s=0.2, allowed_argvs=frozenset({("setsid", "sleep", "1")})
+    )
+    assert _denied_rule(ShellTool(config), ["setsid", "sleep", "1"]) == "shell.timeout"
 
 
 def test_stderr_over_the_cap_is_truncated_not_denied() -> None:
@@ -274,12 +276,18 @@ def test_write_replaces_atomically_and_leaves_no_temporary_file(fs_root: Path) -
     assert sorted(os.listdir(fs_root)) == ["data.txt", "sub"]
 
 
-def test_a_failed_write_leaves_no_temporary_file(fs_root: Path) -> None:
+def test_a_failed_write_leaves_no_temporary_file(
+    fs_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     tool = _fs(fs_root)
-    (fs_root / "sub" / "child").mkdir()
-    with pytest.raises(IsADirectoryError):
-        tool.write_text("sub/child", "x")
-    assert os.listdir(fs_root / "sub") == ["child"]
+
+    def failing_replace(source: str, target: str) -> None:
+        raise PermissionError(target)
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(PermissionError):
+        tool.write_text("sub/new.txt", "x")
+    assert os.listdir(fs_root / "sub") == []
 
 
 @pytest.mark.parametrize("rel", ["../outside/secret.txt", "sub/../../outside", "sub/../data.txt"])
