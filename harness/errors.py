@@ -1,10 +1,18 @@
-"""The harness's exception hierarchy; the CLI alone turns these into one line and exit 2."""
+"""The harness's exception hierarchy and its exit codes.
+
+The CLI alone (:func:`harness.cli.main`) turns these, the workloads' and the reference
+implementation's errors, and an OSError on a path the user gave, into one line and
+:attr:`ExitCode.BAD_INPUT`.
+"""
 
 from __future__ import annotations
+
+import enum
 
 __all__ = [
     "BundleError",
     "EnvironmentRefused",
+    "ExitCode",
     "HarnessError",
     "RefError",
     "TargetsError",
@@ -67,3 +75,12 @@ class EnvironmentRefused(HarnessError):
 
 class RefError(HarnessError):
     """A git ref names no commit, or the repository to resolve it in is not a git work tree."""
+
+
+class ExitCode(enum.IntEnum):
+    """The exit statuses of every ``harness`` command (compare and nightly included)."""
+
+    OK = 0
+    WORSE = 1  # a target missed, a regression, a replay that diverged
+    BAD_INPUT = 2  # bad input or an environment that cannot run it: one line on stderr
+    INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a Ctrl-C (SIGTERM too)

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import NoReturn
 
 from workloads import registry
+from workloads.errors import WorkloadsError
 
 __all__ = [
     "LANGGRAPH_MISSING",
@@ -33,7 +34,7 @@ LANGGRAPH_MISSING = (
 )
 
 
-class PeerMismatchError(RuntimeError):
+class PeerMismatchError(WorkloadsError, RuntimeError):
     """Side ``side`` of ``workload`` computed ``actual``; the reference side got ``expected``."""
 
     def __init__(

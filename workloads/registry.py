@@ -13,6 +13,7 @@ that says how to install what it lacks; the harness reports it as skipped.
 
 from __future__ import annotations
 
+import enum
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +23,17 @@ __all__ = [
     "PROFILES",
     "SKIP_EXIT_STATUS",
     "WORKLOADS",
+    "Better",
+    "Kind",
+    "Metric",
     "Profile",
+    "Role",
     "WorkloadInfo",
     "command",
+    "cost",
+    "describe",
+    "latency",
+    "ratio",
     "skip_line",
     "trace_path",
 ]
@@ -34,6 +43,85 @@ TRACES_DIR = Path(__file__).resolve().parent / "traces"
 SKIP_EXIT_STATUS = 77
 
 
+class Better(enum.StrEnum):
+    """Which way a metric is better."""
+
+    LOWER = "lower"
+    HIGHER = "higher"
+
+
+class Kind(enum.StrEnum):
+    """What a metric measures."""
+
+    LATENCY = "latency"  # seconds per operation, a distribution of many values a round
+    COST = "cost"  # seconds (or instructions) of one whole batch, or per item of it
+    RATIO = "ratio"  # one figure over another (efficiency, speed-up, ours/peer)
+    OVERHEAD = "overhead"  # a relative extra cost, recorded as ratio - 1
+    RATE = "rate"  # operations per hour
+    COUNT = "count"  # a number of things
+
+
+class Role(enum.StrEnum):
+    """A metric's place in a pair: legacy/improved (our switch), ours/peer, or none."""
+
+    NONE = ""
+    LEGACY = "legacy"  # today's sequential behaviour
+    IMPROVED = "improved"  # the pooled or cached side of the same pair
+    OURS = "ours"  # our runtime beside a peer framework
+    PEER = "peer"  # a peer's own figure, or a baseline (Semaphore+gather): a reference
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    """One metric a workload records: the one description every stage reads.
+
+    ``unit``: s, ratio, per_hour or instructions. ``offset`` is added before a
+    ratio is taken (1.0 for figures recorded as ``ratio - 1``: gains, overheads).
+    ``pair`` names the pair the metric belongs to and ``role`` its side in it.
+    ``per_round`` is how many values one round records (percentiles need many).
+    ``reference``: the figure measures only a peer or a baseline, never our code:
+    compare shows it and never judges it.
+    """
+
+    name: str
+    kind: Kind
+    unit: str = "s"
+    better: Better = Better.LOWER
+    offset: float = 0.0
+    pair: str = ""
+    role: Role = Role.NONE
+    per_round: int = 1
+
+    @property
+    def reference(self) -> bool:
+        """Whether the metric measures a peer or a baseline only (a reference, not a verdict)."""
+        return self.role is Role.PEER
+
+
+def latency(name: str, per_round: int, *, pair: str = "", role: Role = Role.NONE) -> Metric:
+    """A per-operation latency in seconds, ``per_round`` values a round."""
+    return Metric(name, Kind.LATENCY, per_round=per_round, pair=pair, role=role)
+
+
+def cost(name: str, *, pair: str = "", role: Role = Role.NONE, per_round: int = 1) -> Metric:
+    """A cost in seconds (of a batch, or per item of it)."""
+    return Metric(name, Kind.COST, pair=pair, role=role, per_round=per_round)
+
+
+def ratio(
+    name: str,
+    *,
+    better: Better = Better.LOWER,
+    offset: float = 0.0,
+    pair: str = "",
+    role: Role = Role.NONE,
+    per_round: int = 1,
+) -> Metric:
+    """A dimensionless ratio; an overhead or gain recorded as ``ratio - 1`` has offset 1."""
+    kind = Kind.OVERHEAD if offset else Kind.RATIO
+    return Metric(name, kind, "ratio", better, offset, pair, role, per_round)
+
+
 @dataclass(frozen=True, slots=True)
 class WorkloadInfo:
     """One workload: its module, the clock its figures are on, the metrics it records."""
@@ -41,8 +129,17 @@ class WorkloadInfo:
     name: str
     description: str
     clock: Literal["wall", "trace"]
-    metrics: tuple[str, ...]
+    metrics: tuple[Metric, ...]
     traces: tuple[str, ...] = ()
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        """The names of :attr:`metrics`, in order."""
+        return tuple(metric.name for metric in self.metrics)
+
+    def metric(self, name: str) -> Metric | None:
+        """The description of metric ``name``, or None when this workload records no such."""
+        return next((metric for metric in self.metrics if metric.name == name), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +168,16 @@ PROFILES: dict[str, Profile] = {
     "rigorous": Profile("rigorous", processes=16, values=5, warmups=1, min_time_s=0.1),
 }
 
+_HIGHER = Better.HIGHER
+_FANOUT_INVOCATIONS = {16: 24, 256: 4}
+_GRAPH_BATCHES = 4
+# Values a round records of the per-operation metrics (kernel-small: 200 tasks a run;
+# mcp-tools: 96 calls a mode; prp-nightly: 43 approvals a mode; fanout_vs_langgraph:
+# 24 invocations of 16 items, 4 of 256; graph_vs_langgraph: 4 batches a side).
+_KERNEL_SMALL_TASKS = 200
+_MCP_CALLS = 96
+_PRP_APPROVALS = 43
+
 WORKLOADS: dict[str, WorkloadInfo] = {
     info.name: info
     for info in (
@@ -80,65 +187,111 @@ WORKLOADS: dict[str, WorkloadInfo] = {
             "I/O efficiency",
             "wall",
             (
-                "item_cost_ratio_vs_semaphore",
-                "io_efficiency",
-                "io_efficiency_semaphore",
-                "io_efficiency_vs_semaphore",
+                *(cost(f"item_cost_ordered_pool_c{c}", pair="pool") for c in (1, 4, 16, 64)),
+                cost("item_cost_semaphore_gather_c16", pair="pool", role=Role.PEER),
+                cost("item_cost_task_group_c16", pair="pool", role=Role.PEER),
+                cost("item_cost_aiometer_c16", pair="pool", role=Role.PEER),
+                cost("item_cost_sequential", pair="pool", role=Role.PEER),
+                ratio("item_cost_ratio_vs_semaphore"),
+                ratio("io_efficiency", better=_HIGHER, pair="io", role=Role.OURS),
+                ratio("io_efficiency_semaphore", better=_HIGHER, pair="io", role=Role.PEER),
+                ratio("io_efficiency_vs_semaphore", better=_HIGHER),
             ),
         ),
         WorkloadInfo(
             "scheduler_latency",
             "Per-task latency of the pooled scheduler replaying kernel-small (scaled durations)",
             "wall",
-            ("task_latency",),
+            (latency("task_latency", _KERNEL_SMALL_TASKS),),
             ("kernel-small",),
         ),
         WorkloadInfo(
             "scheduler_throughput",
             "Pooled vs legacy scheduler on the same trace, interleaved ABBA in one run",
             "wall",
-            ("throughput_gain",),
+            (
+                ratio("throughput_gain", better=_HIGHER, offset=1.0),
+                cost("makespan_legacy", pair="makespan", role=Role.LEGACY),
+                cost("makespan_pooled", pair="makespan", role=Role.IMPROVED),
+            ),
             ("kernel-small",),
         ),
         WorkloadInfo(
             "hook_latency",
             "MCP pre+post hook time per tool call, cached hooks (pooled) vs rebuilt (legacy)",
             "wall",
-            ("hook_latency_pooled", "hook_latency_legacy"),
+            (
+                latency("hook_latency_pooled", _MCP_CALLS, pair="hook_latency", role=Role.IMPROVED),
+                latency("hook_latency_legacy", _MCP_CALLS, pair="hook_latency", role=Role.LEGACY),
+            ),
             ("mcp-tools",),
         ),
         WorkloadInfo(
             "proof_import",
             "Proof module import: cold in a fresh process, and per invocation when cached",
             "wall",
-            ("per_invocation_cached", "per_invocation_legacy", "cold_import"),
+            (
+                cost("per_invocation_cached", pair="per_invocation", role=Role.IMPROVED),
+                cost("per_invocation_legacy", pair="per_invocation", role=Role.LEGACY),
+                cost("cold_import"),
+            ),
         ),
         WorkloadInfo(
             "prp_end_to_end",
             "prp-nightly on the virtual clock: makespan in trace seconds, legacy and pooled",
             "trace",
-            ("makespan_pooled", "makespan_legacy"),
+            (
+                cost("makespan_pooled", pair="makespan", role=Role.IMPROVED),
+                cost("makespan_legacy", pair="makespan", role=Role.LEGACY),
+            ),
             ("prp-nightly",),
         ),
         WorkloadInfo(
             "gate_throughput",
             "prp-nightly on the virtual clock: gates per hour of trace time",
             "trace",
-            ("gates_per_hour_pooled", "gates_per_hour_legacy"),
+            (
+                Metric(
+                    "gates_per_hour_pooled",
+                    Kind.RATE,
+                    "per_hour",
+                    _HIGHER,
+                    pair="gates_per_hour",
+                    role=Role.IMPROVED,
+                ),
+                Metric(
+                    "gates_per_hour_legacy",
+                    Kind.RATE,
+                    "per_hour",
+                    _HIGHER,
+                    pair="gates_per_hour",
+                    role=Role.LEGACY,
+                ),
+            ),
             ("prp-nightly",),
         ),
         WorkloadInfo(
             "approval_wait",
             "prp-nightly on the virtual clock: each approval's wait in trace seconds",
             "trace",
-            ("approval_wait_pooled", "approval_wait_legacy"),
+            (
+                latency(
+                    "approval_wait_pooled", _PRP_APPROVALS, pair="approval_wait", role=Role.IMPROVED
+                ),
+                latency(
+                    "approval_wait_legacy", _PRP_APPROVALS, pair="approval_wait", role=Role.LEGACY
+                ),
+            ),
             ("prp-nightly",),
         ),
         WorkloadInfo(
             "telemetry_overhead",
             "Pooled scheduler with telemetry on (memory reader) vs off, interleaved",
             "wall",
-            ("overhead_kernel_small", "overhead_noop_items"),
+            (
+                ratio("overhead_kernel_small", offset=1.0),
+                ratio("overhead_noop_items", offset=1.0),
+            ),
             ("kernel-small",),
         ),
         WorkloadInfo(
@@ -147,12 +300,17 @@ WORKLOADS: dict[str, WorkloadInfo] = {
             "checkpoints, telemetry on) vs LangGraph with and without its in-memory checkpointer",
             "wall",
             (
-                "overhead_ours",
-                "overhead_langgraph",
-                "overhead_langgraph_checkpointer",
-                "overhead_plain",
-                "ratio_vs_langgraph",
-                "ratio_vs_langgraph_checkpointer",
+                cost("overhead_ours", pair="graph", role=Role.OURS, per_round=_GRAPH_BATCHES),
+                cost("overhead_langgraph", pair="graph", role=Role.PEER, per_round=_GRAPH_BATCHES),
+                cost(
+                    "overhead_langgraph_checkpointer",
+                    pair="graph",
+                    role=Role.PEER,
+                    per_round=_GRAPH_BATCHES,
+                ),
+                cost("overhead_plain", pair="graph", role=Role.PEER, per_round=_GRAPH_BATCHES),
+                ratio("ratio_vs_langgraph"),
+                ratio("ratio_vs_langgraph_checkpointer"),
             ),
         ),
         WorkloadInfo(
@@ -160,21 +318,33 @@ WORKLOADS: dict[str, WorkloadInfo] = {
             "One node fanning out 16 or 256 sleeping tool calls joined in order: our ordered "
             "pool vs LangGraph's Send fan-out, same concurrency bound",
             "wall",
-            (
-                "makespan_over_ideal_ours_n16",
-                "makespan_over_ideal_langgraph_n16",
-                "makespan_over_ideal_ours_n256",
-                "makespan_over_ideal_langgraph_n256",
-                "item_overhead_ours_n16",
-                "item_overhead_langgraph_n16",
-                "item_overhead_ours_n256",
-                "item_overhead_langgraph_n256",
-                "ratio_vs_langgraph_n16",
-                "ratio_vs_langgraph_n256",
+            tuple(
+                metric
+                for n, runs in _FANOUT_INVOCATIONS.items()
+                for metric in (
+                    ratio(
+                        f"makespan_over_ideal_ours_n{n}",
+                        pair=f"fanout_n{n}",
+                        role=Role.OURS,
+                        per_round=runs,
+                    ),
+                    ratio(
+                        f"makespan_over_ideal_langgraph_n{n}", pair=f"fanout_n{n}", role=Role.PEER
+                    ),
+                    cost(f"item_overhead_ours_n{n}", pair=f"fanout_item_n{n}", role=Role.OURS),
+                    cost(f"item_overhead_langgraph_n{n}", pair=f"fanout_item_n{n}", role=Role.PEER),
+                    ratio(f"ratio_vs_langgraph_n{n}"),
+                )
             ),
         ),
     )
 }
+
+
+def describe(workload: str, metric: str) -> Metric | None:
+    """The registry's description of ``metric`` of ``workload``; None when it has none."""
+    info = WORKLOADS.get(workload)
+    return info.metric(metric) if info is not None else None
 
 
 def command(name: str, profile: Profile, output: Path) -> list[str]:

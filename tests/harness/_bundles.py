@@ -8,7 +8,8 @@ from typing import Any
 
 import pyperf
 
-from harness.bundle import (
+from harness.bundle.environment import Environment, Fingerprint, GitState
+from harness.bundle.files import (
     Determinism,
     DeterminismStatus,
     Manifest,
@@ -16,8 +17,15 @@ from harness.bundle import (
     WorkloadRun,
     write_bundle,
 )
-from harness.environment import Environment, Fingerprint, GitState
-from harness.targets import Clock, Direction, Statistic, Target, Unit, Verdict, evaluate
+from harness.bundle.verdicts import (
+    Clock,
+    Direction,
+    Statistic,
+    Target,
+    Unit,
+    Verdict,
+)
+from harness.judge.targets import evaluate
 from workloads.samples import MetricSamples
 
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-import harness.replay
-import harness.run
+import harness.measure.replay
+import harness.measure.run
 from workloads import registry
-from workloads.registry import Profile, WorkloadInfo
+from workloads.registry import Profile, WorkloadInfo, latency
 
 FAKE = "fake"
 SAMPLE_VALUES = (0.010, 0.020, 0.030)
@@ -98,7 +98,9 @@ def install(monkeypatch: pytest.MonkeyPatch, directory: Path, *, fail: bool = Fa
             f"--output={output}",
         ]
 
-    fake = WorkloadInfo(FAKE, "a tiny pyperf script", "wall", ("op_latency", "op_other"))
+    fake = WorkloadInfo(
+        FAKE, "a tiny pyperf script", "wall", (latency("op_latency", 1), latency("op_other", 1))
+    )
     monkeypatch.setattr(registry, "WORKLOADS", {FAKE: fake})
     monkeypatch.setattr(registry, "command", command)
     monkeypatch.setitem(
@@ -107,6 +109,8 @@ def install(monkeypatch: pytest.MonkeyPatch, directory: Path, *, fail: bool = Fa
         Profile("fast", processes=2, values=2, warmups=1, min_time_s=0.001),
     )
     # The real replay of the shipped traces is tested in tests/workloads; here: none.
-    monkeypatch.setattr(harness.replay, "check_shipped_traces", lambda profile: [])
-    monkeypatch.setattr(harness.replay, "collect_metrics", lambda profile, otlp_endpoint: [])
+    monkeypatch.setattr(harness.measure.replay, "check_shipped_traces", lambda profile: [])
+    monkeypatch.setattr(
+        harness.measure.replay, "collect_metrics", lambda profile, otlp_endpoint: []
+    )
     return script

@@ -10,18 +10,27 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from harness.bundle import (
+from harness.bundle.environment import GitState
+from harness.bundle.files import (
     Determinism,
     DeterminismStatus,
+    HotPathProfile,
     Manifest,
     ProfileRecord,
     WorkloadRun,
     load_bundle,
     write_bundle,
 )
-from harness.environment import GitState
-from harness.store import HISTORY_FILE, HistoryStore
-from harness.targets import Clock, Direction, Statistic, Target, Unit, Verdict, evaluate
+from harness.bundle.verdicts import (
+    Clock,
+    Direction,
+    Statistic,
+    Target,
+    Unit,
+    Verdict,
+)
+from harness.judge.targets import evaluate
+from harness.store.db import HISTORY_FILE, HistoryStore
 from workloads.samples import MetricSamples
 
 from ._bundles import make_environment, make_suite
@@ -189,6 +198,7 @@ def build_report_bundle(
     peers: bool = True,
     diverged: bool = False,
     slowdown: float = 1.0,
+    profiles: Sequence[HotPathProfile] = (),
 ) -> Path:
     """Write a bundle that exercises every section of the report; its path."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -228,7 +238,7 @@ def build_report_bundle(
         determinism=_determinism(diverged),
     )
     suite = make_suite({f"{name}_bench": [[0.01, 0.011, 0.012]] * ROUNDS for name in workloads})
-    return write_bundle(out_dir, manifest, suite, samples, [])
+    return write_bundle(out_dir, manifest, suite, samples, [], profiles)
 
 
 def build_history(out_dir: Path, runs: int = 4, *, other_branch_runs: int = 1) -> list[Path]:

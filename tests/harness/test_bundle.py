@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.bundle import (
+from harness.bundle.files import (
     MANIFEST,
     METRICS,
     RESULTS,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -12,29 +13,42 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import interleave
-from harness.calibrate import (
+from harness.cli import main
+from harness.errors import WorkloadSkipped
+from harness.judge.stats import RowVerdict
+from harness.measure import interleave
+from harness.measure.calibrate import (
     CalibrateOptions,
     balanced_orders,
     calibrate,
     format_calibration,
 )
-from harness.cli import main
-from harness.errors import WorkloadSkipped
-from harness.stats import RowVerdict
-from harness.store import SCHEMA_VERSION, CalibrationRow, HistoryStore
+from harness.store.db import SCHEMA_VERSION, CalibrationRow, HistoryStore
+from workloads import registry
 from workloads.registry import Profile
 from workloads.samples import MetricSamples
 
 from . import _fake_workload as fake
 from ._bundles import make_environment
-from .test_compare import sched_calibration, sched_spec, write_side
+from .test_compare import FAKE_WORKLOADS, sched_calibration, sched_spec, write_side
 
 
 def test_the_order_is_balanced_abba() -> None:
     assert balanced_orders(4) == ("AB", "BA", "AB", "BA")
     orders = balanced_orders(7)
     assert abs(orders.count("AB") - orders.count("BA")) <= 1
+
+
+@pytest.fixture(autouse=True)
+def _registry_of_the_fake_runner(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every workload records what :class:`NoisyRunner` gives (its metrics described)."""
+    extra = (registry.latency("task_latency", 100), registry.cost("makespan"))
+    workloads = {
+        name: dataclasses.replace(info, metrics=(*info.metrics, *extra))
+        for name, info in registry.WORKLOADS.items()
+    }
+    workloads.update((info.name, info) for info in FAKE_WORKLOADS)  # sched_spec()'s
+    monkeypatch.setattr(registry, "WORKLOADS", workloads)
 
 
 class NoisyRunner:

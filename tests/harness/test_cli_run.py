@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.bundle import load_bundle
+from harness.bundle.files import load_bundle
 from harness.cli import main
 
 from . import _fake_workload as fake

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from harness import cli
+from harness.errors import ExitCode
 
 
 @pytest.fixture
@@ -39,7 +40,7 @@ def test_sigterm_unwinds_the_command_and_exits_130(
     monkeypatch.setattr(cli, "main", command)
     with pytest.raises(SystemExit) as stopped:
         cli.entry()
-    assert stopped.value.code == cli.EXIT_INTERRUPTED == 130
+    assert stopped.value.code == ExitCode.INTERRUPTED == 130
     assert released == ["worktrees removed"]
     assert capsys.readouterr().err == "harness: interrupted\n"
 

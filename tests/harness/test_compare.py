@@ -14,7 +14,8 @@ import msgspec
 import numpy as np
 import pytest
 
-from harness.bundle import (
+from harness.bundle.environment import Environment
+from harness.bundle.files import (
     Bundle,
     Determinism,
     DeterminismStatus,
@@ -25,7 +26,17 @@ from harness.bundle import (
     load_bundle,
     write_bundle,
 )
-from harness.compare import (
+from harness.bundle.verdicts import (
+    Clock,
+    Direction,
+    Outcome,
+    Statistic,
+    Target,
+    Unit,
+    Verdict,
+)
+from harness.errors import BundleError, EnvironmentRefused
+from harness.judge.compare import (
     Calibration,
     CompareOptions,
     ComparisonVerdict,
@@ -38,14 +49,58 @@ from harness.compare import (
     resolve_bundle,
     verdict_table,
 )
-from harness.environment import Environment
-from harness.errors import BundleError, EnvironmentRefused
-from harness.stats import RowVerdict
-from harness.store import CalibrationRow, HistoryStore
-from harness.targets import Clock, Direction, Outcome, Statistic, Target, Unit, Verdict
+from harness.judge.stats import RowVerdict
+from harness.store.db import CalibrationRow, HistoryStore
+from workloads import registry
+from workloads.registry import Better, Metric, WorkloadInfo, cost, latency, ratio
 from workloads.samples import MetricSamples
 
 from ._bundles import make_environment, make_suite
+
+# The synthetic workloads of these tests, described as the registry describes real ones.
+FAKE_WORKLOADS = (
+    WorkloadInfo(
+        "sched",
+        "synthetic scheduler",
+        "wall",
+        (
+            latency("task_latency", 200),
+            ratio("throughput_gain", better=Better.HIGHER, offset=1.0),
+        ),
+    ),
+    WorkloadInfo(
+        "w",
+        "synthetic wall-clock workload",
+        "wall",
+        (
+            *(cost(name) for name in ("faster", "slower", "same", "regressed", "noisy")),
+            ratio("broken"),
+            ratio("gain"),
+        ),
+    ),
+    WorkloadInfo(
+        "prp",
+        "synthetic trace-clock workload",
+        "trace",
+        (
+            *(cost(name) for name in ("same", "worse", "a_little_worse")),
+            Metric("gates_per_hour", registry.Kind.RATE, "per_hour", Better.HIGHER),
+        ),
+    ),
+    WorkloadInfo(
+        "approval",
+        "synthetic waits",
+        "trace",
+        tuple(latency(name, 40) for name in ("zero", "to_zero", "from_zero")),
+    ),
+)
+
+
+@pytest.fixture(autouse=True)
+def _fake_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    workloads = {**registry.WORKLOADS, **{info.name: info for info in FAKE_WORKLOADS}}
+    monkeypatch.setattr(registry, "WORKLOADS", workloads)
+
 
 ROUNDS = 12
 # Per round: a value of the round's own machine state (shared by both sides of
@@ -664,7 +719,11 @@ def test_last_good_is_the_last_run_that_passed_with_a_deterministic_replay(
 
 def test_the_thresholds_table_of_the_targets_file(tmp_path: Path) -> None:
     from harness.errors import TargetsError
-    from harness.targets import DEFAULT_TARGETS_PATH, load_targets, load_thresholds
+    from harness.judge.targets import (
+        DEFAULT_TARGETS_PATH,
+        load_targets,
+        load_thresholds,
+    )
 
     assert load_thresholds(DEFAULT_TARGETS_PATH) == {}
     assert load_targets(DEFAULT_TARGETS_PATH)  # the shipped file still loads
@@ -710,3 +769,11 @@ def test_the_readme_and_help_show_the_same_verdict_table(
     with pytest.raises(SystemExit):
         main(["compare", "--help"])
     assert verdict_table() in capsys.readouterr().out
+
+
+def test_a_metric_the_registry_does_not_describe_is_an_error_naming_it(tmp_path: Path) -> None:
+    spec = Spec(metrics={("w", "unheard_of"): ("s", "wall", lognormal(1.0, 0.01))})
+    base = write_side(tmp_path, "base", spec)
+    candidate = write_side(tmp_path, "candidate", spec)
+    with pytest.raises(BundleError, match="'unheard_of' of workload 'w' is not in the workload"):
+        compare_bundles(base, candidate)

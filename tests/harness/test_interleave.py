@@ -19,13 +19,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness import interleave as il
-from harness.bundle import load_bundle
-from harness.checkout import Checkout, CheckoutRequest, resolve_ref, worktree
+from harness.bundle.environment import project_root
+from harness.bundle.files import load_bundle
 from harness.cli import main
-from harness.environment import project_root
 from harness.errors import EnvironmentRefused, RefError, WorkloadError, WorkloadSkipped
-from harness.interleave import (
+from harness.measure import interleave as il
+from harness.measure.checkout import Checkout, CheckoutRequest, resolve_ref, worktree
+from harness.measure.interleave import (
     InterleaveOptions,
     OrderMethod,
     RoundJob,
@@ -38,7 +38,7 @@ from harness.interleave import (
     side_command,
 )
 from workloads import registry
-from workloads.registry import WorkloadInfo
+from workloads.registry import WorkloadInfo, latency
 from workloads.samples import MetricSamples, SampleSink
 
 from . import _fake_workload as fake
@@ -321,10 +321,12 @@ class FakeSides:
 
 def _fake_registry(monkeypatch: pytest.MonkeyPatch, names: tuple[str, ...]) -> None:
     workloads = {
-        name: WorkloadInfo(name, "a fake wall-clock workload", "wall", ("op_latency",))
+        name: WorkloadInfo(name, "a fake wall-clock workload", "wall", (latency("op_latency", 1),))
         for name in names
     }
-    workloads["trace_only"] = WorkloadInfo("trace_only", "virtual clock", "trace", ("x",))
+    workloads["trace_only"] = WorkloadInfo(
+        "trace_only", "virtual clock", "trace", (latency("x", 1),)
+    )
     monkeypatch.setattr(registry, "WORKLOADS", workloads)
 
 

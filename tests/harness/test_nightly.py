@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-import harness.nightly
+import harness.cli.nightly
+from harness.cli.nightly import latest_bundle, nightly
 from harness.errors import BundleError
-from harness.nightly import latest_bundle, nightly
 
 
 class FakeCli:
@@ -33,7 +33,7 @@ class FakeCli:
 def test_every_step_runs_and_the_worst_status_wins(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(harness.nightly, "last_good_bundle", lambda *a, **k: None)
+    monkeypatch.setattr(harness.cli.nightly, "last_good_bundle", lambda *a, **k: None)
     cli = FakeCli(tmp_path, {"run": 1, "compare": 0, "report": 0})
     assert nightly(cli, reports=tmp_path, log=io.StringIO()) == 1
     assert [call[0] for call in cli.calls] == ["run", "compare", "report"]
@@ -48,7 +48,7 @@ def test_the_first_night_has_no_comparison_but_a_report(
     def no_good_night(*_args: object, **_kwargs: object) -> None:
         raise BundleError("no stored run passed every target")
 
-    monkeypatch.setattr(harness.nightly, "last_good_bundle", no_good_night)
+    monkeypatch.setattr(harness.cli.nightly, "last_good_bundle", no_good_night)
     cli = FakeCli(tmp_path, {})
     log = io.StringIO()
     assert nightly(cli, reports=tmp_path, log=log) == 0

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import re
-import sys
-import types
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from harness import cli
-from harness.bundle import load_bundle
+from harness.bundle.files import load_bundle
 from harness.cli import main
-from harness.profiles import HotPath, html_is_offline
-from harness.report import DEFAULT_TREND_RUNS, ReportOptions, Status, write_report
-from harness.report_sections import PEER_INSTALL
+from harness.cli import report as cli_report
+from harness.measure.profiles import HotPath, html_is_offline, profile_hot_paths
+from harness.report.html import DEFAULT_TREND_RUNS, ReportOptions, Status, write_report
+from harness.report.sections import PEER_INSTALL
 
 from . import _report_bundles as rb
 
@@ -89,7 +88,7 @@ def _parse(html: str) -> _Page:
 def _render(tmp_path: Path, **options: Any) -> tuple[str, Path]:
     bundle = options.pop("bundle", None) or rb.build_report_bundle(tmp_path / "reports")
     out = tmp_path / "out" / "report.html"
-    result = write_report(ReportOptions(bundle=bundle, out=out, profile=(), **options))
+    result = write_report(ReportOptions(bundle=bundle, out=out, **options))
     return result.html_path.read_text(encoding="utf-8"), result.summary_path
 
 
@@ -176,16 +175,6 @@ def test_comparison_without_regression_passes_and_states_the_mde(tmp_path: Path)
     assert "minimum detectable effect" in html
 
 
-def test_base_bundle_without_the_compare_module_says_so(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setitem(sys.modules, "harness.compare", None)
-    base = rb.build_report_bundle(tmp_path / "reports", "20240101T000000Z-0000000-aaaaaa")
-    html, _ = _render(tmp_path, base=base)
-    assert "harness.compare is not installed" in html
-    assert 'class="banner warn"' in html
-
-
 def test_base_bundle_is_compared_through_harness_compare(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -202,13 +191,11 @@ def test_base_bundle_is_compared_through_harness_compare(
         calls.append((base.manifest.run_id, candidate.manifest.run_id))
         return _Result()
 
-    fake = types.ModuleType("harness.compare")
-    fake.compare_bundles = compare_bundles  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "harness.compare", fake)
+    monkeypatch.setattr("harness.report.comparison.compare_bundles", compare_bundles)
     base = rb.build_report_bundle(tmp_path / "reports", "20240101T000000Z-0000000-aaaaaa")
     html, _ = _render(tmp_path, base=base)
     assert calls == [("20240101T000000Z-0000000-aaaaaa", "20240105T000000Z-0123456-abcdef")]
-    assert 'id="comparison-table"' in html and "from harness.compare" in html
+    assert 'id="comparison-table"' in html and "from harness.judge.compare" in html
 
 
 def test_peers_absent_say_they_were_not_run_and_how_to_install(tmp_path: Path) -> None:
@@ -277,16 +264,36 @@ def test_distributions_say_where_their_percentiles_come_from(tmp_path: Path) -> 
     assert section.count("<svg") == rb.MANY_VALUE_METRICS
 
 
-def test_profiles_embed_pyinstrument_text(tmp_path: Path) -> None:
-    bundle = rb.build_report_bundle(tmp_path / "reports")
-    result = write_report(
-        ReportOptions(bundle=bundle, out=tmp_path / "r.html", profile=(HotPath.POOL,))
-    )
+def test_profiles_captured_by_the_run_are_read_from_the_bundle(tmp_path: Path) -> None:
+    captured = profile_hot_paths((HotPath.POOL,))
+    bundle = rb.build_report_bundle(tmp_path / "reports", profiles=captured)
+    assert load_bundle(bundle).profiles == captured  # stored whole, session JSON too
+    tree = json.loads(captured[0].tree)
+    assert tree["time"] > 0 and tree["children"]
+    assert any("pool.py" in node["where"] for node in _walk(tree))
+    result = write_report(ReportOptions(bundle=bundle, out=tmp_path / "r.html"))
     html = result.html_path.read_text(encoding="utf-8")
     section = html[html.index('<section id="profiles">') : html.index('<section id="environment">')]
     assert section.count('<pre class="profile">') == 1
     assert "pool.py" in section
     assert "<iframe" not in html and "<script" not in html
+
+
+def _walk(tree: dict[str, Any]) -> list[dict[str, Any]]:
+    return [tree, *(node for child in tree["children"] for node in _walk(child))]
+
+
+def test_a_bundle_without_profiles_says_so_and_profiles_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_profiling(*_: object) -> None:
+        raise AssertionError("the report must not profile anything")
+
+    monkeypatch.setattr("harness.measure.profiles.profile_hot_paths", no_profiling)
+    bundle = rb.build_report_bundle(tmp_path / "reports")
+    html = write_report(ReportOptions(bundle=bundle, out=tmp_path / "r.html")).html_path
+    section = html.read_text(encoding="utf-8").split('<section id="profiles">')[1]
+    assert "This bundle has no profiles" in section.split("</section>")[0]
 
 
 def test_html_is_offline_spots_every_kind_of_external_load() -> None:
@@ -304,7 +311,7 @@ def test_cli_renders_the_latest_bundle_into_the_reports_dir(
     rb.build_report_bundle(reports, "20240101T000000Z-0000000-aaaaaa")
     rb.build_report_bundle(reports, "20240102T000000Z-0000001-bbbbbb", diverged=True)
     (reports / ".tmp-20240109T000000Z-0000009-cccccc").mkdir()
-    status = main(["report", "--reports", str(reports), "--no-profile"])
+    status = main(["report", "--reports", str(reports)])
     out, err = capsys.readouterr()
     assert status == 0, err
     assert out.splitlines()[0] == "FAIL: replay not deterministic"
@@ -324,7 +331,7 @@ def _one_error_line(err: str) -> str:
 def test_missing_bundle_exits_2_with_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    status = main(["report", str(tmp_path / "nope"), "--no-profile"])
+    status = main(["report", str(tmp_path / "nope")])
     assert status == 2
     line = _one_error_line(capsys.readouterr().err)
     assert str(tmp_path / "nope") in line and "no bundle directory" in line
@@ -333,7 +340,7 @@ def test_missing_bundle_exits_2_with_one_line(
 def test_empty_reports_dir_exits_2_with_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    status = main(["report", "--reports", str(tmp_path), "--no-profile"])
+    status = main(["report", "--reports", str(tmp_path)])
     assert status == 2
     assert "no run bundle found" in _one_error_line(capsys.readouterr().err)
 
@@ -347,7 +354,7 @@ def test_bad_comparison_json_exits_2_naming_the_field(
         '{"schema": 1, "verdict": "pass", "method": "x", "base": {"run_id": "a"},'
         ' "candidate": {"run_id": "b"}, "rows": [{"workload": 3}]}'
     )
-    status = main(["report", str(bundle), "--base", str(bad), "--no-profile"])
+    status = main(["report", str(bundle), "--base", str(bad)])
     assert status == 2
     line = _one_error_line(capsys.readouterr().err)
     assert "bad.json: field $.rows[0].workload" in line
@@ -355,13 +362,13 @@ def test_bad_comparison_json_exits_2_naming_the_field(
 
 def test_missing_base_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bundle = rb.build_report_bundle(tmp_path / "reports")
-    status = main(["report", str(bundle), "--base", str(tmp_path / "nope"), "--no-profile"])
+    status = main(["report", str(bundle), "--base", str(tmp_path / "nope")])
     assert status == 2
     assert "no such bundle or comparison" in _one_error_line(capsys.readouterr().err)
 
 
 def test_cli_default_trend_runs_is_the_reports() -> None:
-    assert cli.REPORT_TREND_RUNS == DEFAULT_TREND_RUNS
+    assert cli_report.REPORT_TREND_RUNS == DEFAULT_TREND_RUNS
 
 
 def test_status_values_are_the_banner_classes() -> None:
@@ -369,12 +376,11 @@ def test_status_values_are_the_banner_classes() -> None:
 
 
 def test_base_bundle_through_the_real_harness_compare(tmp_path: Path) -> None:
-    pytest.importorskip("harness.compare")
     reports = tmp_path / "reports"
     base = rb.build_report_bundle(reports, "20240101T000000Z-0000000-aaaaaa", seed=1)
     candidate = rb.build_report_bundle(reports, "20240102T000000Z-0000001-bbbbbb", seed=2)
     html, _ = _render(tmp_path, bundle=candidate, base=base)
     section = html[html.index('<section id="comparison">') : html.index('<section id="peers">')]
-    assert "from harness.compare" in section or "harness compare refused" in section
-    if "from harness.compare" in section:
+    assert "from harness.judge.compare" in section or "harness compare refused" in section
+    if "from harness.judge.compare" in section:
         assert 'id="comparison-table"' in section and "task_latency" in section

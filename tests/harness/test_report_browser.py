@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from harness.report import ReportOptions, write_report
+from harness.report.html import ReportOptions, write_report
 
 from . import _report_bundles as rb
 

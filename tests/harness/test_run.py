@@ -1,4 +1,4 @@
-"""``harness.run.run`` end to end, on a fake registry running a tiny real pyperf script."""
+"""``harness.measure.run.run`` end to end, on a fake registry running a tiny real pyperf script."""
 
 from __future__ import annotations
 
@@ -8,16 +8,24 @@ from pathlib import Path
 
 import pytest
 
-import harness.replay
-import harness.run
-from harness.bundle import DeterminismStatus, load_bundle
+import harness.measure.replay
+import harness.measure.run
+from harness.bundle.files import DeterminismStatus, load_bundle
+from harness.bundle.verdicts import (
+    Outcome,
+    Unit,
+    format_quantity,
+)
 from harness.errors import EnvironmentRefused, TargetsError, TraceError, WorkloadError
-from harness.run import RunOptions, format_quantity, format_table, run
-from harness.store import HistoryStore
-from harness.targets import Outcome, Unit
+from harness.measure.run import (
+    RunOptions,
+    format_table,
+    run,
+)
+from harness.store.db import HistoryStore
 from reference_impl.telemetry import MetricPoint
 from workloads import registry
-from workloads.registry import WorkloadInfo
+from workloads.registry import WorkloadInfo, latency
 
 from . import _fake_workload as fake
 
@@ -113,7 +121,7 @@ description = "a metric the fake workload never records"
 def test_a_diverged_replay_exits_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     fake.install(monkeypatch, tmp_path)
     monkeypatch.setattr(
-        harness.replay,
+        harness.measure.replay,
         "check_shipped_traces",
         lambda profile: [
             _ReplayVerdict("kernel-small", True),
@@ -121,7 +129,9 @@ def test_a_diverged_replay_exits_1(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         ],
     )
     point = MetricPoint("kernel.pool.active", "gauge", "{job}", {}, value=0.0)
-    monkeypatch.setattr(harness.replay, "collect_metrics", lambda profile, otlp_endpoint: [point])
+    monkeypatch.setattr(
+        harness.measure.replay, "collect_metrics", lambda profile, otlp_endpoint: [point]
+    )
     result = run(_options(tmp_path, fake.write_targets(tmp_path)), progress=io.StringIO())
     assert result.exit_status == 1
     determinism = result.manifest.determinism
@@ -140,7 +150,7 @@ def test_a_deterministic_replay_passes_and_no_replay_skips_it(
         calls.append(profile.name)
         return [_ReplayVerdict("kernel-small", True)]
 
-    monkeypatch.setattr(harness.replay, "check_shipped_traces", check)
+    monkeypatch.setattr(harness.measure.replay, "check_shipped_traces", check)
     targets = fake.write_targets(tmp_path)
     result = run(_options(tmp_path, targets), progress=io.StringIO())
     assert result.exit_status == 0
@@ -187,7 +197,9 @@ def test_a_missing_shipped_trace_is_a_trace_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fake.install(monkeypatch, tmp_path)
-    traced = WorkloadInfo("fake", "reads a trace", "wall", ("op_latency",), ("no-such-trace",))
+    traced = WorkloadInfo(
+        "fake", "reads a trace", "wall", (latency("op_latency", 1),), ("no-such-trace",)
+    )
     monkeypatch.setattr(registry, "WORKLOADS", {"fake": traced})
     with pytest.raises(TraceError, match="shipped trace 'no-such-trace'"):
         run(_options(tmp_path, fake.write_targets(tmp_path)))
@@ -235,7 +247,7 @@ def test_table_has_a_row_per_verdict_and_the_determinism_line(
 
 
 def test_figures_list_every_metric_with_its_median_and_p95() -> None:
-    from harness.run import format_figures
+    from harness.measure.run import format_figures
     from workloads.samples import MetricSamples
 
     samples = [

@@ -8,13 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from harness.bundle import load_bundle
+from harness.bundle.files import load_bundle
+from harness.bundle.verdicts import Outcome
 from harness.errors import WorkloadError
-from harness.run import RunOptions, format_table, run
-from harness.store import HistoryStore
-from harness.targets import Outcome
+from harness.measure.run import (
+    RunOptions,
+    format_table,
+    run,
+)
+from harness.store.db import HistoryStore
 from workloads import registry
-from workloads.registry import Profile, WorkloadInfo
+from workloads.registry import Profile, WorkloadInfo, latency
 
 from . import _fake_workload as fake
 
@@ -47,7 +51,9 @@ def _install(monkeypatch: pytest.MonkeyPatch, directory: Path, *, peer_script: s
             return [sys.executable, str(script)]
         return fake_command(name, profile, output)
 
-    peer = WorkloadInfo(PEER, "a workload whose peer is absent", "wall", ("ratio_vs_peer",))
+    peer = WorkloadInfo(
+        PEER, "a workload whose peer is absent", "wall", (latency("ratio_vs_peer", 1),)
+    )
     monkeypatch.setattr(registry, "WORKLOADS", {**registry.WORKLOADS, PEER: peer})
     monkeypatch.setattr(registry, "command", command)
 

@@ -3,7 +3,7 @@
 The simulation builds synthetic suites of 20 workloads, per-round values with
 lognormal noise, a slow drift across rounds and an order effect (the second run
 of a round 5 % slower), and runs them through the same functions
-``harness.compare.compare_rounds`` uses (one test checks that it agrees with
+``harness.judge.compare.compare_rounds`` uses (one test checks that it agrees with
 ``compare_rounds`` itself). Seeded; no benchmark runs.
 """
 
@@ -15,9 +15,9 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from harness import stats
-from harness.compare import CompareOptions, MetricRounds, compare_rounds
-from harness.stats import RowVerdict
+from harness.judge import stats
+from harness.judge.compare import CompareOptions, MetricRounds, compare_rounds
+from harness.judge.stats import RowVerdict
 
 Q = 0.05
 THRESHOLD = 0.05

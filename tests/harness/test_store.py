@@ -10,10 +10,10 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from harness import history
-from harness.bundle import Bundle, load_bundle
+from harness.bundle.files import Bundle, load_bundle
 from harness.errors import EnvironmentRefused, TargetsError
-from harness.store import SCHEMA_VERSION, HistoryStore
+from harness.store import queries as history
+from harness.store.db import SCHEMA_VERSION, HistoryStore
 
 from ._bundles import build_bundle
 

@@ -8,25 +8,29 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import TargetsError, WorkloadError
-from harness.targets import (
-    DEFAULT_TARGETS_PATH,
+from harness.bundle.verdicts import (
     Direction,
     Outcome,
     SpreadMethod,
     Statistic,
+    statistic_of,
+)
+from harness.errors import TargetsError, WorkloadError
+from harness.judge.targets import (
+    DEFAULT_TARGETS_PATH,
     evaluate,
     load_targets,
     measurement_of,
     parse_targets,
-    statistic_of,
 )
-from workloads.registry import WORKLOADS, WorkloadInfo
+from workloads.registry import WORKLOADS, WorkloadInfo, latency
 from workloads.samples import MetricSamples
 
 from ._bundles import LATENCY_TARGET
 
-FAKE_WORKLOADS = {"fake": WorkloadInfo("fake", "a fake workload", "wall", ("op_latency",))}
+FAKE_WORKLOADS = {
+    "fake": WorkloadInfo("fake", "a fake workload", "wall", (latency("op_latency", 1),))
+}
 
 GOOD = """\
 schema = 1
@@ -60,7 +64,7 @@ def test_shipped_targets_name_known_workloads_and_metrics() -> None:
     assert len(targets) == 13
     assert len({t.name for t in targets}) == 13
     for target in targets:
-        assert target.metric in WORKLOADS[target.workload].metrics
+        assert WORKLOADS[target.workload].metric(target.metric) is not None
         assert target.clock.value == WORKLOADS[target.workload].clock
     by_name = {t.name: t for t in targets}
     assert by_name["scheduler_p95_latency"].bound == 0.25

@@ -117,7 +117,7 @@ def test_a_graph_round_records_every_metric(monkeypatch: pytest.MonkeyPatch) -> 
     round_ = RecordedRound()
     ours_s = asyncio.run(graph.one_round(round_, 1))  # type: ignore[arg-type]
 
-    assert set(round_.metrics) == set(registry.WORKLOADS[graph.NAME].metrics)
+    assert set(round_.metrics) == set(registry.WORKLOADS[graph.NAME].metric_names)
     for metric, (unit, values) in round_.metrics.items():
         assert unit == ("ratio" if metric.startswith("ratio_") else "s"), metric
         assert values and all(v > 0 for v in values), metric
@@ -218,7 +218,7 @@ def test_the_registered_fanout_metrics_are_those_of_the_shipped_sizes() -> None:
         for measure in ("makespan_over_ideal", "item_overhead")
         for side in fanout.SIDES
     } | {f"ratio_vs_langgraph_n{items}" for items in fanout.SIZES}
-    assert set(registry.WORKLOADS[fanout.NAME].metrics) == expected
+    assert set(registry.WORKLOADS[fanout.NAME].metric_names) == expected
 
 
 # -- without LangGraph --------------------------------------------------------------------

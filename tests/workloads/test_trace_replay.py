@@ -14,7 +14,7 @@ import pytest
 
 from harness.cli import main as harness_main
 from harness.errors import TraceError
-from harness.replay import replay_trace, settings_matrix
+from harness.measure.replay import replay_trace, settings_matrix
 from reference_impl.mode import Mode
 from reference_impl.pool import OrderedPool, PoolRun
 from workloads.registry import trace_path

@@ -5,14 +5,14 @@ For each of ``rounds`` rounds, every selected workload runs twice back to back
 AB on even rounds, BA on odd ones (ABBA across each pair of rounds), so a slot
 effect (the second run of a round being slower) falls on both sides equally.
 The two sides are then compared exactly as ``harness compare`` compares an
-interleaved pair (:func:`harness.compare.compare_rounds`): the per-round log
+interleaved pair (:func:`harness.judge.compare.compare_rounds`): the per-round log
 ratios of A against A give each row's *noise* (their standard deviation) and
 its *minimum detectable effect* for that many rounds, at the per-test level
 ``q / m`` of the whole calibration.
 
 Guarantees:
 
-* Workloads run through :func:`harness.run.run_workload_command` with
+* Workloads run through :func:`harness.measure.run.run_workload_command` with
   ``AGENTBENCH_SAMPLES_DIR`` set (a fresh directory per run), exactly as
   ``harness run`` runs them; a workload that fails stops the calibration with
   its :class:`~harness.errors.WorkloadError`; one that skips itself is left out
@@ -21,8 +21,8 @@ Guarantees:
   one transaction, keyed by the machine fingerprint digest; nothing is stored
   when it does not finish.
 * By default a round is exactly an interleaved comparison's round
-  (:data:`harness.interleave.ROUND_PROFILE`: one process, one value, one warmup)
-  and there are as many (:data:`harness.interleave.DEFAULT_ROUNDS`), so the
+  (:data:`harness.measure.interleave.ROUND_PROFILE`: one process, one value, one warmup)
+  and there are as many (:data:`harness.measure.interleave.DEFAULT_ROUNDS`), so the
   noise measured is the noise ``harness compare`` meets.
 * ``harness compare`` uses the latest calibration of the candidate's
   fingerprint for a row's noise when it was measured with the candidate's
@@ -45,21 +45,21 @@ from typing import TextIO
 
 import pyperf
 
-from harness import environment
-from harness.compare import CompareOptions, Row, compare_rounds, sample_rounds
+from harness.bundle import environment
+from harness.bundle.verdicts import PYPERF_METRIC
 from harness.errors import WorkloadError, WorkloadSkipped
-from harness.interleave import DEFAULT_ROUNDS as INTERLEAVE_ROUNDS
-from harness.interleave import ROUND_PROFILE
-from harness.run import (
+from harness.judge.compare import CompareOptions, Row, compare_rounds, sample_rounds
+from harness.judge.stats import RowVerdict
+from harness.measure.interleave import DEFAULT_ROUNDS as INTERLEAVE_ROUNDS
+from harness.measure.interleave import ROUND_PROFILE
+from harness.measure.run import (
     PROFILE_ENV,
     Progress,
     read_workload_samples,
     run_workload_command,
     selected_workloads,
 )
-from harness.stats import RowVerdict
-from harness.store import HISTORY_FILE, CalibrationRow, HistoryStore
-from harness.targets import PYPERF_METRIC
+from harness.store.db import HISTORY_FILE, CalibrationRow, HistoryStore
 from workloads import registry
 from workloads.samples import SAMPLES_DIR_ENV, MetricSamples
 

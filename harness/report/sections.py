@@ -29,12 +29,15 @@ from typing import Any
 
 import numpy as np
 
-from harness import charts
-from harness.bundle import Bundle, Manifest
+from harness.bundle.files import Bundle, Manifest
+from harness.bundle.verdicts import (
+    Unit,
+    Verdict,
+    format_quantity,
+)
 from harness.errors import EnvironmentRefused
-from harness.run import format_quantity
-from harness.store import HistoryStore
-from harness.targets import Unit, Verdict
+from harness.report import charts
+from harness.store.db import HistoryStore
 from workloads import registry
 from workloads.samples import MetricSamples
 

@@ -8,12 +8,12 @@ One run, in order:
 2. Run each workload's pyperf command (:func:`workloads.registry.command`) as a
    subprocess, with ``AGENTBENCH_SAMPLES_DIR`` (a fresh directory) and
    ``AGENTBENCH_PROFILE`` set; progress goes to stderr.
-3. Replay the shipped traces for the determinism verdict (``harness.replay``).
+3. Replay the shipped traces for the determinism verdict (``harness.measure.replay``).
 4. Evaluate the targets of the selected workloads (targets of the others are
    left out, not "missing"; those of a workload that skipped itself are
    "skipped").
-5. Write the bundle atomically (:mod:`harness.bundle`), then append it to the
-   history store (:mod:`harness.store`).
+5. Write the bundle atomically (:mod:`harness.bundle.files`), then append it to the
+   history store (:mod:`harness.store.db`).
 
 Guarantees: a workload that exits non-zero, leaves no pyperf results or writes
 malformed samples stops the run with a :class:`~harness.errors.WorkloadError`
@@ -49,31 +49,37 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
 
-from harness import environment, replay
-from harness.bundle import (
+from harness.bundle import environment
+from harness.bundle.files import (
+    Bundle,
     Determinism,
     DeterminismStatus,
+    HotPathProfile,
     Manifest,
     ProfileRecord,
     WorkloadRun,
-    load_bundle,
     merge_results,
     new_run_id,
     pyperf_samples,
     write_bundle,
 )
-from harness.errors import EnvironmentRefused, TraceError, WorkloadError, WorkloadSkipped
-from harness.store import HISTORY_FILE, HistoryStore
-from harness.targets import (
-    DEFAULT_TARGETS_PATH,
+from harness.bundle.verdicts import (
     Target,
     Unit,
     Verdict,
+    format_quantity,
+)
+from harness.errors import EnvironmentRefused, TraceError, WorkloadError, WorkloadSkipped
+from harness.judge.targets import (
+    DEFAULT_TARGETS_PATH,
     evaluate,
     load_targets,
     measurement_of,
     skipped_verdict,
 )
+from harness.measure import replay
+from harness.measure.profiles import HotPath, profile_hot_paths
+from harness.store.db import HISTORY_FILE, HistoryStore
 from workloads import registry
 from workloads.samples import SAMPLES_DIR_ENV, MetricSamples, read_samples
 from workloads.trace import trace_id
@@ -86,7 +92,6 @@ __all__ = [
     "collect_metrics",
     "determinism_check",
     "evaluate_targets",
-    "format_quantity",
     "format_table",
     "read_workload_samples",
     "run",
@@ -112,6 +117,7 @@ class RunOptions:
     replay: bool = True
     history: bool = True
     system_show: bool = True
+    profile_paths: tuple[str, ...] = tuple(HotPath)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +127,7 @@ class RunResult:
     bundle_path: Path
     manifest: Manifest
     history_path: Path | None
+    samples: tuple[MetricSamples, ...] = ()
 
     @property
     def exit_status(self) -> int:
@@ -414,6 +421,10 @@ def run(options: RunOptions, *, progress: TextIO | None = None) -> RunResult:
     else:
         determinism = Determinism(status=DeterminismStatus.NOT_RUN, reason="--no-replay")
     metrics = collect_metrics(profile, options.otlp_endpoint)
+    profiles: tuple[HotPathProfile, ...] = ()
+    if options.profile_paths:
+        stream.write("profiling the hot paths: " + ", ".join(options.profile_paths) + " ...\n")
+        profiles = profile_hot_paths([HotPath(path) for path in options.profile_paths])
 
     workload_runs = [
         WorkloadRun(
@@ -448,12 +459,18 @@ def run(options: RunOptions, *, progress: TextIO | None = None) -> RunResult:
         determinism=determinism,
         otlp_endpoint=options.otlp_endpoint,
     )
-    bundle_path = write_bundle(options.out_dir, manifest, suite, samples, metrics)
+    bundle_path = write_bundle(options.out_dir, manifest, suite, samples, metrics, profiles)
     history_path: Path | None = None
     if options.history:
         history_path = options.out_dir / HISTORY_FILE
-        HistoryStore(history_path).append_run(load_bundle(bundle_path))
-    return RunResult(bundle_path=bundle_path, manifest=manifest, history_path=history_path)
+        bundle = Bundle(bundle_path, manifest, suite, tuple(samples), tuple(metrics), profiles)
+        HistoryStore(history_path).append_run(bundle)
+    return RunResult(
+        bundle_path=bundle_path,
+        manifest=manifest,
+        history_path=history_path,
+        samples=tuple(samples),
+    )
 
 
 def evaluate_targets(
@@ -466,7 +483,7 @@ def evaluate_targets(
 
     ``samples`` are the workloads' own samples; the pyperf values of ``suite`` are
     added as metric ``pyperf``. A target of a workload that skipped itself is
-    :func:`~harness.targets.skipped_verdict`.
+    :func:`~harness.judge.targets.skipped_verdict`.
     """
     runs = {workload.name: workload for workload in workload_runs}
     measured = (*samples, *pyperf_samples(suite, workload_runs))
@@ -480,22 +497,6 @@ def evaluate_targets(
 def _verdict(target: Target, samples: Sequence[MetricSamples]) -> Verdict:
     measurement = measurement_of(target, samples)
     return evaluate(target, measurement.values, rounds=measurement.rounds)
-
-
-def format_quantity(value: float | None, unit: Unit) -> str:
-    """``value`` for display: seconds scaled to s/ms/µs, ratios as is, rates per hour."""
-    if value is None:
-        return "-"
-    if unit is Unit.SECONDS:
-        magnitude = abs(value)
-        if magnitude >= 1.0 or magnitude == 0.0:
-            return f"{value:.4g} s"
-        if magnitude >= 1e-3:
-            return f"{value * 1e3:.4g} ms"
-        return f"{value * 1e6:.4g} µs"
-    if unit is Unit.PER_HOUR:
-        return f"{value:.4g}/h"
-    return f"{value:.4g}"
 
 
 def format_table(verdicts: Sequence[Verdict], determinism: Determinism) -> str:

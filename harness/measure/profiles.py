@@ -1,4 +1,4 @@
-"""pyinstrument profiles of the hot paths, taken in-process for the HTML report.
+"""pyinstrument profiles of the hot paths, captured by ``harness run`` into its bundle.
 
 Each hot path runs once, as its workload runs it (same trace, mode and
 concurrency), under a pyinstrument profiler:
@@ -11,7 +11,9 @@ concurrency), under a pyinstrument profiler:
 * ``pool``: the ordered pool committing no-op items at concurrency 16, as in
   ``pool_overhead``.
 
-What the report embeds is pyinstrument's *text* rendering. Its HTML rendering
+They are taken in the checkout being measured, so the report (a pure reader of
+bundles) shows the profile of the measured commit. Each profile keeps
+pyinstrument's *text* rendering and its call tree (:func:`call_tree`, bounded). Its HTML rendering
 is a page whose stylesheet imports web fonts from the network, and the report
 must not make a single request; :func:`html_is_offline` is the check, and
 :func:`profile_hot_paths` records why the text was chosen.
@@ -22,18 +24,22 @@ from __future__ import annotations
 import asyncio
 import enum
 import itertools
+import json
 import re
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from pyinstrument import Profiler
 from pyinstrument.renderers import HTMLRenderer
 
+from harness.bundle.files import PROFILE_TREE_MAX_BYTES, HotPathProfile
+
 __all__ = ["HotPath", "HotPathProfile", "html_is_offline", "profile_hot_paths"]
 
 INTERVAL_S = 0.0005
+# Frames under this share of a profile are folded into their parent (see call_tree).
+TREE_FLOOR = 0.001
 _EXTERNAL = re.compile(
     r"""(?:src|href)\s*=\s*["']?\s*(?:https?:)?//|url\(\s*["']?\s*(?:https?:)?//|@import\s+["']?(?:url\()?\s*["']?(?:https?:)?//""",
     re.IGNORECASE,
@@ -46,17 +52,6 @@ class HotPath(enum.StrEnum):
     SCHEDULER = "scheduler"
     MCP_HOOKS = "mcp_hooks"
     POOL = "pool"
-
-
-@dataclass(frozen=True, slots=True)
-class HotPathProfile:
-    """One hot path's profile: what ran, how long, and pyinstrument's text rendering."""
-
-    path: HotPath
-    description: str
-    duration_s: float
-    text: str
-    note: str
 
 
 def html_is_offline(html: str) -> bool:
@@ -123,6 +118,27 @@ def _prepare(path: HotPath) -> None:
         load_records(hook_latency.TRACE)
 
 
+def call_tree(frame: Any, *, floor: float = TREE_FLOOR) -> dict[str, Any]:
+    """A pyinstrument frame as a plain tree: function, ``file:line``, total and own seconds.
+
+    Children below ``floor`` of the root's time are left out (their time stays in
+    their parent's total), so the tree stays small whatever the run's length.
+    """
+    total = frame.time if frame is not None else 0.0
+
+    def node(f: Any) -> dict[str, Any]:
+        children = [node(c) for c in f.children if total and c.time / total >= floor]
+        return {
+            "function": f.function,
+            "where": f"{f.file_path_short}:{f.line_no}",
+            "time": f.time,
+            "self": max(0.0, f.time - sum(c["time"] for c in children)),
+            "children": children,
+        }
+
+    return node(frame) if frame is not None else {}
+
+
 def profile_hot_paths(paths: Sequence[HotPath] = tuple(HotPath)) -> tuple[HotPathProfile, ...]:
     """Profile each of ``paths`` once, in this process, in the order given."""
     profiles = []
@@ -145,5 +161,16 @@ def profile_hot_paths(paths: Sequence[HotPath] = tuple(HotPath)) -> tuple[HotPat
             else "pyinstrument's text view"
         )
         text = profiler.output_text(unicode=True, color=False, show_all=False)
-        profiles.append(HotPathProfile(path, description, duration_s, text.strip("\n"), note))
+        session = profiler.last_session
+        tree = json.dumps(call_tree(session.root_frame())) if session is not None else ""
+        profiles.append(
+            HotPathProfile(
+                path=path.value,
+                description=description,
+                duration_s=duration_s,
+                text=text.strip("\n"),
+                note=note,
+                tree=tree if len(tree) <= PROFILE_TREE_MAX_BYTES else "",
+            )
+        )
     return tuple(profiles)

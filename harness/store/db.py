@@ -36,9 +36,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.bundle import Bundle
+from harness.bundle.files import Bundle
+from harness.bundle.verdicts import (
+    Statistic,
+    statistic_of,
+)
 from harness.errors import EnvironmentRefused
-from harness.targets import Statistic, statistic_of
 from workloads.samples import MetricSamples
 
 __all__ = ["HISTORY_FILE", "SCHEMA_VERSION", "CalibrationRow", "HistoryStore", "workload_stats"]

@@ -16,7 +16,7 @@ One comparison, in order:
 1. Check the input, then resolve both refs to commits; a ref that names no
    commit is a :class:`~harness.errors.RefError` before anything is built.
 2. Per side, a git worktree of its commit and a virtualenv holding that checkout
-   installed non-editable (:mod:`harness.checkout`). Two environments even when
+   installed non-editable (:mod:`harness.measure.checkout`). Two environments even when
    both refs name one commit: an A/A comparison must go through exactly the
    machinery of an A/B one, or the noise it measures is not a real comparison's.
 3. For round ``k`` = 0..N-1, for each workload, each side in the round's order:
@@ -39,12 +39,12 @@ Guarantees:
 * Worktrees are removed and the scratch directory (virtualenvs, per-round files)
   deleted when the comparison ends, whether it finished, failed or was
   interrupted (KeyboardInterrupt).
-* Bundles are written atomically (:func:`harness.bundle.write_bundle`), and only
+* Bundles are written atomically (:func:`harness.bundle.files.write_bundle`), and only
   once every round of both sides has finished: an interrupted or failed
   comparison leaves no bundle, a finished one both (a failure between the two
   writes, such as a full disk, can leave the base bundle alone; never a partial one).
 * The order actually used is recorded in both manifests
-  (:class:`harness.bundle.Interleaving`: order, method, seed, rounds, side, ref,
+  (:class:`harness.bundle.files.Interleaving`: order, method, seed, rounds, side, ref,
   sha, the side's own variables).
 * A workload that skips itself (an optional dependency the sides lack) is left
   out of the comparison on both sides and recorded as skipped in both manifests
@@ -75,8 +75,8 @@ from typing import Any, TextIO
 
 import pyperf
 
-from harness import environment
-from harness.bundle import (
+from harness.bundle import environment
+from harness.bundle.files import (
     Determinism,
     DeterminismStatus,
     Interleaving,
@@ -87,7 +87,13 @@ from harness.bundle import (
     new_run_id,
     write_bundle,
 )
-from harness.checkout import (
+from harness.bundle.verdicts import Target
+from harness.errors import EnvironmentRefused, WorkloadError, WorkloadSkipped
+from harness.judge.targets import (
+    DEFAULT_TARGETS_PATH,
+    load_targets,
+)
+from harness.measure.checkout import (
     Checkout,
     CheckoutRequest,
     clean_environ,
@@ -95,8 +101,7 @@ from harness.checkout import (
     repository_root,
     resolve_ref,
 )
-from harness.errors import EnvironmentRefused, WorkloadError, WorkloadSkipped
-from harness.run import (
+from harness.measure.run import (
     PROFILE_ENV,
     Progress,
     check_writable,
@@ -105,7 +110,6 @@ from harness.run import (
     run_workload_command,
     selected_workloads,
 )
-from harness.targets import DEFAULT_TARGETS_PATH, Target, load_targets
 from workloads import registry
 from workloads.samples import SAMPLES_DIR_ENV, MetricSamples
 from workloads.trace import trace_id
@@ -288,7 +292,7 @@ def run_round(job: RoundJob) -> RoundOutput:
     """The default runner: the job's pyperf command as a subprocess, from ``job.workdir``.
 
     Failures are :class:`~harness.errors.WorkloadError`, a skip a
-    :class:`~harness.errors.WorkloadSkipped` (see :func:`harness.run.run_workload_command`).
+    :class:`~harness.errors.WorkloadSkipped` (see :func:`harness.measure.run.run_workload_command`).
     """
     elapsed = run_workload_command(
         job.argv,

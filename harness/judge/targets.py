@@ -31,7 +31,7 @@ Guarantees of :func:`evaluate`:
 * A target of a workload that skipped itself (an optional dependency group
   not installed) gets :func:`skipped_verdict`: :attr:`Outcome.SKIPPED`, no
   value, not passed, and it does not fail the run (see
-  :attr:`harness.bundle.Manifest.passed`).
+  :attr:`harness.bundle.files.Manifest.passed`).
 """
 
 from __future__ import annotations
@@ -42,13 +42,25 @@ import math
 import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from harness.bundle.verdicts import (
+    PYPERF_METRIC,
+    Clock,
+    Direction,
+    Measurement,
+    Outcome,
+    SpreadMethod,
+    Statistic,
+    Target,
+    Unit,
+    Verdict,
+    statistic_of,
+)
 from harness.errors import TargetsError, WorkloadError
 from workloads import registry
 from workloads.registry import WorkloadInfo
@@ -82,118 +94,8 @@ DEFAULT_TARGETS_PATH = Path(registry.__file__).resolve().parent / "targets.toml"
 # 1: name, workload, metric, statistic, clock, unit, bound, direction, description.
 #    Amended, still 1: an optional top-level [thresholds] table (workload = fraction).
 SCHEMA_VERSION = 1
-PYPERF_METRIC = "pyperf"
 CONFIDENCE = 0.95
 RESAMPLES = 1000
-
-
-class Statistic(enum.StrEnum):
-    """What a target reads from the values."""
-
-    P50 = "p50"
-    P95 = "p95"
-    P99 = "p99"
-    MEDIAN = "median"
-    MEAN = "mean"
-
-
-class Clock(enum.StrEnum):
-    """Real time on the benchmark machine, or the runtime's virtual (trace) time."""
-
-    WALL = "wall"
-    TRACE = "trace"
-
-
-class Unit(enum.StrEnum):
-    """Units of a bound (seconds inside; converted only for display)."""
-
-    SECONDS = "s"
-    RATIO = "ratio"
-    PER_HOUR = "per_hour"
-
-
-class Direction(enum.StrEnum):
-    """``max``: the value must be <= the bound; ``min``: it must be >= the bound."""
-
-    MAX = "max"
-    MIN = "min"
-
-
-class Outcome(enum.StrEnum):
-    """A target's verdict on one run."""
-
-    PASS = "pass"
-    FAIL = "fail"
-    MISSING = "missing"
-    SKIPPED = "skipped"
-
-
-class SpreadMethod(enum.StrEnum):
-    """How :attr:`Verdict.spread` was computed."""
-
-    BOOTSTRAP_ROUNDS = "bootstrap-95-rounds"
-    BOOTSTRAP_VALUES = "bootstrap-95-values"
-    NONE = "none"
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """One target of the targets file; ``line`` is its ``[[target]]`` header's line."""
-
-    name: str
-    workload: str
-    metric: str
-    statistic: Statistic
-    clock: Clock
-    unit: Unit
-    bound: float
-    direction: Direction
-    description: str
-    line: int = 0
-
-    def holds(self, value: float) -> bool:
-        """Whether ``value`` is on the passing side of the bound (inclusive)."""
-        if self.direction is Direction.MAX:
-            return value <= self.bound
-        return value >= self.bound
-
-    def margin(self, value: float) -> float:
-        """Signed distance to the bound, positive on the passing side.
-
-        Relative to the bound (0.1 = 10 % of the bound to spare); absolute when
-        the bound is zero.
-        """
-        gap = self.bound - value if self.direction is Direction.MAX else value - self.bound
-        return gap / abs(self.bound) if self.bound else gap
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """A target's verdict on one run.
-
-    ``value`` and ``margin`` are None when the verdict is missing; ``spread`` is
-    the (low, high) confidence interval of ``value`` by ``spread_method``;
-    ``n`` counts values and ``rounds`` the resampling units they came in.
-    """
-
-    target: Target
-    outcome: Outcome
-    value: float | None
-    spread: tuple[float, float] | None
-    spread_method: SpreadMethod
-    bound: float
-    margin: float | None
-    passed: bool
-    n: int
-    rounds: int
-
-
-@dataclass(frozen=True, slots=True)
-class Measurement:
-    """The values a target reads, each with the round it came from."""
-
-    values: tuple[float, ...]
-    rounds: tuple[str, ...]
 
 
 _ALLOWED: dict[str, type[enum.StrEnum]] = {
@@ -408,11 +310,11 @@ def _parse_one(
     if metric == PYPERF_METRIC:
         if clock is not Clock.WALL or unit is not Unit.SECONDS:
             raise fail("clock", "pyperf values are wall-clock seconds", "clock wall and unit s")
-    elif metric not in info.metrics:
+    elif info.metric(metric) is None:
         raise fail(
             "metric",
             f"workload {workload!r} records no metric {metric!r}",
-            "one of " + ", ".join((*info.metrics, PYPERF_METRIC)),
+            "one of " + ", ".join((*info.metric_names, PYPERF_METRIC)),
         )
     elif clock.value != info.clock:
         raise fail("clock", f"clock {clock.value!r} but {workload} is on {info.clock}", info.clock)
@@ -455,17 +357,6 @@ def measurement_of(target: Target, samples: Iterable[MetricSamples]) -> Measurem
         values.extend(sample.values)
         rounds.extend([sample.round] * len(sample.values))
     return Measurement(tuple(values), tuple(rounds))
-
-
-def statistic_of(values: npt.ArrayLike, statistic: Statistic) -> float:
-    """``statistic`` of ``values`` (linear-interpolation percentiles)."""
-    array = np.asarray(values, dtype=float)
-    if statistic is Statistic.MEAN:
-        return float(np.mean(array))
-    percent = {Statistic.P50: 50.0, Statistic.MEDIAN: 50.0, Statistic.P95: 95.0}.get(
-        statistic, 99.0
-    )
-    return float(np.percentile(array, percent))
 
 
 def evaluate(

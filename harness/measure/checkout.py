@@ -40,8 +40,8 @@ from typing import TextIO
 
 import msgspec
 
-from harness import environment
-from harness.environment import Environment, GitState
+from harness.bundle import environment
+from harness.bundle.environment import Environment, GitState
 from harness.errors import EnvironmentRefused, RefError
 
 __all__ = [

@@ -11,7 +11,7 @@ Guarantees:
   version, dependency versions); :attr:`Fingerprint.digest` is the first 16 hex
   digits of the sha256 of its canonical JSON, stable across processes.
 * Records are frozen msgspec structs: encoded into ``manifest.json`` and decoded
-  back, type-checked, by :mod:`harness.bundle`.
+  back, type-checked, by :mod:`harness.bundle.files`.
 """
 
 from __future__ import annotations

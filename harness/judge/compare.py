@@ -12,10 +12,10 @@ compared on p50, p95 and p99 each; any other on the median.
 
 Guarantees:
 
-* The unit of evidence is the round (see :mod:`harness.stats`). Rounds are
+* The unit of evidence is the round (see :mod:`harness.judge.stats`). Rounds are
   *paired* when both bundles come from one interleaved run: sample round ids
   ``r<k>:...`` and, for pyperf values, each benchmark's ``k``-th run (the
-  contract of :class:`harness.bundle.Interleaving`); a row is paired over the
+  contract of :class:`harness.bundle.files.Interleaving`); a row is paired over the
   rounds ``k`` both sides have, otherwise unpaired. Every row says which.
 * Trace-clock metrics are deterministic: compared exactly (no test, no noise);
   equal is "no change", a worse value beyond the threshold a regression.
@@ -24,7 +24,7 @@ Guarantees:
 * A regression is significant after adjustment *and* beyond the threshold (5 %
   by default, per-workload overrides in ``targets.toml``'s ``[thresholds]``);
   a row whose minimum detectable effect exceeds its threshold is never "no
-  change" but "inconclusive" (:func:`harness.stats.classify`).
+  change" but "inconclusive" (:func:`harness.judge.stats.classify`).
 * Bundles whose machine fingerprints differ are refused
   (:class:`~harness.errors.EnvironmentRefused`, one line naming each differing
   field) unless ``allow_different_environments``; then a warning is carried.
@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import fnmatch
 import hashlib
 import math
 import re
@@ -47,18 +46,24 @@ from typing import Any
 
 import numpy as np
 
-from harness import stats
-from harness.bundle import Bundle, DeterminismStatus, load_bundle
-from harness.environment import Environment
-from harness.errors import BundleError, EnvironmentRefused
-from harness.stats import RowVerdict
-from harness.store import CalibrationRow, HistoryStore
-from harness.targets import PYPERF_METRIC, Outcome, Statistic, statistic_of
+from harness.bundle.environment import Environment
+from harness.bundle.files import Bundle, DeterminismStatus, load_bundle
+from harness.bundle.verdicts import (
+    PYPERF_METRIC,
+    Outcome,
+    Statistic,
+    statistic_of,
+)
+from harness.errors import BundleError, EnvironmentRefused, ExitCode
+from harness.judge import stats
+from harness.judge.stats import RowVerdict
+from harness.store.db import CalibrationRow, HistoryStore
+from workloads import registry
+from workloads.registry import Better
 from workloads.samples import MetricSamples
 
 __all__ = [
     "JSON_SCHEMA",
-    "Better",
     "Calibration",
     "CompareOptions",
     "Comparison",
@@ -90,18 +95,8 @@ LATENCY_STATISTICS = (Statistic.P50, Statistic.P95, Statistic.P99)
 _PAIRED_ROUND = re.compile(r"^r(\d+):")
 _TUNING_STATES = {"tuned", "errors", "not tuned for benchmarking"}
 
-# Ratio metrics where higher is better (efficiencies, gains, rates); everything
-# else, seconds and cost ratios alike, is lower-is-better.
-_HIGHER_IS_BETTER = ("throughput_gain", "io_efficiency*", "gates_per_hour*", "*_per_hour*")
-# Ratio metrics recorded as ``ratio - 1`` (they may be zero or negative): compared as 1 + value.
-_OFFSET_ONE = ("throughput_gain", "overhead_*")
-
-
-class Better(enum.StrEnum):
-    """Which way is better for a metric."""
-
-    LOWER = "lower"
-    HIGHER = "higher"
+# pyperf's own values of a workload: wall seconds of one batch, lower is better.
+_PYPERF = registry.cost(PYPERF_METRIC)
 
 
 class ComparisonVerdict(enum.StrEnum):
@@ -116,12 +111,12 @@ class ComparisonVerdict(enum.StrEnum):
 
 
 _EXIT = {
-    ComparisonVerdict.PASS: 0,
-    ComparisonVerdict.INCONCLUSIVE: 0,
-    ComparisonVerdict.REGRESSION: 1,
-    ComparisonVerdict.TARGET_MISSED: 1,
-    ComparisonVerdict.NONDETERMINISTIC: 1,
-    ComparisonVerdict.HARNESS_ERROR: 2,
+    ComparisonVerdict.PASS: ExitCode.OK,
+    ComparisonVerdict.INCONCLUSIVE: ExitCode.OK,
+    ComparisonVerdict.REGRESSION: ExitCode.WORSE,
+    ComparisonVerdict.TARGET_MISSED: ExitCode.WORSE,
+    ComparisonVerdict.NONDETERMINISTIC: ExitCode.WORSE,
+    ComparisonVerdict.HARNESS_ERROR: ExitCode.BAD_INPUT,
 }
 _MEANING = {
     ComparisonVerdict.PASS: "no regression, every target met, replay deterministic",
@@ -144,7 +139,7 @@ _ROW_MEANING = {
 def exit_status(verdict: ComparisonVerdict, *, fail_on_inconclusive: bool = False) -> int:
     """0 pass/inconclusive, 1 regression/target missed/nondeterministic, 2 harness error."""
     if verdict is ComparisonVerdict.INCONCLUSIVE and fail_on_inconclusive:
-        return 1
+        return ExitCode.WORSE
     return _EXIT[verdict]
 
 
@@ -152,11 +147,15 @@ def verdict_table() -> str:
     """The table of verdicts and exit codes (``--help`` and the README show it)."""
     lines = ["comparison verdict  exit  meaning"]
     for verdict in ComparisonVerdict:
-        code = f"{_EXIT[verdict]}{' *' if verdict is ComparisonVerdict.INCONCLUSIVE else ''}"
+        code = f"{int(_EXIT[verdict])}{' *' if verdict is ComparisonVerdict.INCONCLUSIVE else ''}"
         lines.append(f"{verdict.value:<18}  {code:<4}  {_MEANING[verdict]}")
-    lines.append(f"{'(bad input)':<18}  {2:<4}  missing bundle, other workloads, other machine")
     lines.append(
-        f"{'(interrupted)':<18}  {130:<4}  Ctrl-C or SIGTERM; worktrees and partial files removed"
+        f"{'(bad input)':<18}  {int(ExitCode.BAD_INPUT):<4}  "
+        "missing bundle, other workloads, other machine"
+    )
+    lines.append(
+        f"{'(interrupted)':<18}  {int(ExitCode.INTERRUPTED):<4}  "
+        "Ctrl-C or SIGTERM; worktrees and partial files removed"
     )
     lines.append("* 1 with --fail-on-inconclusive")
     lines.append("")
@@ -352,19 +351,22 @@ class Comparison:
         }
 
 
-def _matches(metric: str, patterns: Sequence[str]) -> bool:
-    return any(fnmatch.fnmatchcase(metric, pattern) for pattern in patterns)
+def describe(workload: str, metric: str) -> registry.Metric:
+    """The workload registry's description of ``metric``: its direction, offset, role.
 
-
-def direction_of(metric: str, unit: str) -> Better:
-    """Higher is better for rates (``per_hour``) and the efficiency/gain ratios; else lower."""
-    if unit == "per_hour" or (unit == "ratio" and _matches(metric, _HIGHER_IS_BETTER)):
-        return Better.HIGHER
-    return Better.LOWER
-
-
-def _offset(metric: str, unit: str) -> float:
-    return 1.0 if unit == "ratio" and _matches(metric, _OFFSET_ONE) else 0.0
+    Nothing is guessed from a name: a metric the registry does not describe is a
+    :class:`~harness.errors.BundleError` naming it.
+    """
+    if metric == PYPERF_METRIC or metric.startswith(f"{PYPERF_METRIC}:"):
+        return _PYPERF
+    found = registry.describe(workload, metric)
+    if found is None:
+        raise BundleError(
+            f"metric {metric!r} of workload {workload!r} is not in the workload registry",
+            where=f"{workload}/{metric}",
+            expected="a metric that workloads/registry.py describes (unit, direction, kind)",
+        )
+    return found
 
 
 def metric_rounds(bundle: Bundle) -> dict[tuple[str, str], MetricRounds]:
@@ -488,7 +490,7 @@ def _error_row(
         rounds_needed=None,
         threshold=threshold,
         verdict=RowVerdict.ERROR,
-        direction=direction_of(base.metric, base.unit),
+        direction=describe(base.workload, base.metric).better,
         paired=paired,
         error=message,
     )
@@ -510,9 +512,10 @@ def _compare_one(
     warnings: list[str],
 ) -> _Pending:
     threshold = options.threshold_of(base.workload)
-    offset = _offset(base.metric, base.unit)
+    described = describe(base.workload, base.metric)
+    offset = described.offset
     scale = "1 + value" if offset else "value"
-    direction = direction_of(base.metric, base.unit)
+    direction = described.better
     label = f"{base.workload}/{base.metric}/{statistic.value}"
     base_stats = _round_statistics(base, statistic, offset)
     cand_stats = _round_statistics(candidate, statistic, offset)
@@ -605,7 +608,7 @@ def compare_rounds(
 ) -> tuple[tuple[Row, ...], list[str], int]:
     """The rows of every metric of ``base`` against ``candidate``; warnings; number of tests.
 
-    The statistics of the whole comparison (:mod:`harness.stats`): per-round
+    The statistics of the whole comparison (:mod:`harness.judge.stats`): per-round
     ratios, Benjamini-Hochberg over every test, minimum detectable effects at the
     per-test level ``q / m``, the verdict of each row. A metric only the
     candidate has is left out with a warning; one only the base has is an error row.
@@ -709,7 +712,7 @@ def _calibrated_noise(calibration: Calibration | None, row: Row) -> CalibrationR
 def fingerprint_differences(base: Environment, candidate: Environment) -> list[str]:
     """Each fingerprint field that differs, as ``field: base value vs candidate value``.
 
-    The fields of :class:`harness.environment.Fingerprint` (each dependency
+    The fields of :class:`harness.bundle.environment.Fingerprint` (each dependency
     separately), and pyperf's system-tuning state when both runs recorded it.
     """
     differences: list[str] = []

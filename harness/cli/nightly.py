@@ -8,15 +8,17 @@ no comparison: the pipeline says so and goes on.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from harness.compare import last_good_bundle
+from harness.cli.options import EPILOG, Subparsers
 from harness.errors import BundleError
+from harness.judge.compare import last_good_bundle
 
-__all__ = ["latest_bundle", "nightly"]
+__all__ = ["add_parser", "latest_bundle", "nightly"]
 
 Main = Callable[[Sequence[str]], int]
 
@@ -61,3 +63,37 @@ def nightly(
     base = ["--base", str(comparison)] if comparison is not None and comparison.exists() else []
     statuses.append(main(["report", str(candidate), *base]))
     return max(statuses)
+
+
+def add_parser(subparsers: Subparsers) -> None:
+    nightly = subparsers.add_parser(
+        "nightly",
+        help="rigorous run + replay, compare with the last good night, report",
+        description="The nightly pipeline: `harness run --profile rigorous` (with its\n"
+        "determinism replay), then `harness compare --last-good` against the last\n"
+        "stored run that met every target (skipped, saying so, on the first night),\n"
+        "then `harness report` with the comparison. Every step runs; the exit status\n"
+        "is the worst of them.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    nightly.add_argument(
+        "--profile",
+        choices=("fast", "default", "rigorous"),
+        default="rigorous",
+        help="the run's profile; default: %(default)s",
+    )
+    nightly.add_argument(
+        "--reports",
+        type=Path,
+        default=Path("reports"),
+        metavar="DIR",
+        help="bundles, history.sqlite, compare.md/json and the report; default: %(default)s",
+    )
+    nightly.set_defaults(handler=_nightly_command)
+
+
+def _nightly_command(args: argparse.Namespace) -> int:
+    from harness.cli import main
+
+    return nightly(main, profile=args.profile, reports=args.reports)

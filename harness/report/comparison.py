@@ -1,6 +1,6 @@
 """The report's comparison section: read a comparison (JSON file or two bundles), lay it out.
 
-The comparison itself is computed by :mod:`harness.compare` (``harness compare``);
+The comparison itself is computed by :mod:`harness.judge.compare` (``harness compare``);
 this module only reads its output, whose JSON (``Comparison.as_json()``, schema 1) is
 the contract between the two::
 
@@ -16,8 +16,7 @@ Guarantees:
 * A comparison file that is not JSON of that schema raises
   :class:`~harness.errors.BundleError` naming the file and the field.
 * Given a base *bundle*, :func:`comparison_section` calls
-  ``harness.compare.compare_bundles(base, candidate)`` when that module is
-  installed; when it is not, or when it refuses the pair (a
+  :func:`harness.judge.compare.compare_bundles`; when it refuses the pair (a
   :class:`~harness.errors.HarnessError`, e.g. different machines), the section
   says so in words instead of failing the whole report.
 """
@@ -25,16 +24,16 @@ Guarantees:
 from __future__ import annotations
 
 import enum
-import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from harness import charts
-from harness.bundle import Bundle
+from harness.bundle.files import Bundle
 from harness.errors import BundleError, HarnessError
+from harness.judge.compare import compare_bundles
+from harness.report import charts
 
 __all__ = [
     "Comparison",
@@ -101,7 +100,6 @@ class ComparisonState(enum.StrEnum):
 
     NOT_REQUESTED = "not requested"
     RENDERED = "rendered"
-    UNAVAILABLE = "unavailable"
     REFUSED = "refused"
 
 
@@ -168,16 +166,9 @@ def load_comparison(path: Path) -> Comparison:
     return comparison
 
 
-def _compare_bundles(base: Bundle, candidate: Bundle) -> Comparison | None:
-    """``harness.compare.compare_bundles`` when that module is installed, else None."""
-    try:
-        module: Any = importlib.import_module("harness.compare")
-    except ModuleNotFoundError as exc:
-        if exc.name != "harness.compare":
-            raise
-        return None
-    result = module.compare_bundles(base, candidate)
-    return msgspec.convert(result.as_json(), Comparison)
+def _compare_bundles(base: Bundle, candidate: Bundle) -> Comparison:
+    """:func:`harness.judge.compare.compare_bundles`, read back through its JSON contract."""
+    return msgspec.convert(compare_bundles(base, candidate).as_json(), Comparison)
 
 
 def _percent(value: float | None) -> str:
@@ -189,7 +180,7 @@ def _ratio(value: float | None) -> str:
 
 
 REGRESSION = "regression"
-# Badge style of a row verdict (harness.compare's RowVerdict values); others are neutral.
+# Badge style of a row verdict (harness.judge.compare's RowVerdict values); others are neutral.
 _STYLES = {
     "regression": "fail",
     "error": "fail",
@@ -282,7 +273,7 @@ def comparison_section(base: Path | None, candidate: Bundle) -> ComparisonSectio
             where=str(base),
             expected="--base naming a run bundle directory or a comparison JSON file",
         )
-    from harness.bundle import load_bundle
+    from harness.bundle.files import load_bundle
 
     base_bundle = load_bundle(base)
     try:
@@ -291,11 +282,4 @@ def comparison_section(base: Path | None, candidate: Bundle) -> ComparisonSectio
         return ComparisonSection(
             ComparisonState.REFUSED, f"harness compare refused this pair: {exc}"
         )
-    if comparison is None:
-        return ComparisonSection(
-            ComparisonState.UNAVAILABLE,
-            f"Base bundle {base_bundle.manifest.run_id} given, but harness.compare is not "
-            "installed in this environment: run `harness compare BASE CANDIDATE --json FILE` "
-            "where it is and pass FILE as --base.",
-        )
-    return rendered(comparison, "harness.compare")
+    return rendered(comparison, "harness.judge.compare")

@@ -10,6 +10,9 @@ Layout of ``<out>/<run-id>/``::
     manifest.json   a :class:`Manifest`: schema version, run id, profile,
                     workloads (and their pyperf benchmarks), start and end times,
                     environment and fingerprint, trace ids, verdicts, determinism
+    profiles.json   optional: the hot paths' pyinstrument profiles captured by the
+                    run (:class:`HotPathProfile`: text view and call tree, the tree
+                    at most :data:`PROFILE_TREE_MAX_BYTES` each)
 
 Guarantees:
 
@@ -40,9 +43,13 @@ from typing import IO, Any
 import msgspec
 import pyperf
 
-from harness.environment import Environment
+from harness.bundle.environment import Environment
+from harness.bundle.verdicts import (
+    PYPERF_METRIC,
+    Outcome,
+    Verdict,
+)
 from harness.errors import BundleError, WorkloadError
-from harness.targets import PYPERF_METRIC, Outcome, Verdict
 from workloads.samples import MetricSamples
 
 __all__ = [
@@ -54,6 +61,7 @@ __all__ = [
     "Bundle",
     "Determinism",
     "DeterminismStatus",
+    "HotPathProfile",
     "Interleaving",
     "Manifest",
     "ProfileRecord",
@@ -78,7 +86,10 @@ RESULTS = "results.json"
 SAMPLES = "samples.jsonl"
 METRICS = "metrics.json"
 MANIFEST = "manifest.json"
+PROFILES = "profiles.json"
 BUNDLE_FILES = (RESULTS, SAMPLES, METRICS, MANIFEST)
+# A profile's call tree above this size is not kept (its text view still is).
+PROFILE_TREE_MAX_BYTES = 1_000_000
 STAGING_PREFIX = ".tmp-"
 
 
@@ -173,6 +184,23 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True):
         )
 
 
+class HotPathProfile(msgspec.Struct, frozen=True, kw_only=True):
+    """One hot path's profile, captured by the run that measured it (``profiles.json``).
+
+    ``text`` is pyinstrument's text view; ``tree`` its call tree as JSON (nested
+    ``{"function", "where", "time", "self", "children"}``, seconds; see
+    :func:`harness.measure.profiles.call_tree`), empty when it was larger than
+    :data:`PROFILE_TREE_MAX_BYTES`; ``duration_s`` is wall seconds.
+    """
+
+    path: str
+    description: str
+    duration_s: float
+    text: str
+    note: str
+    tree: str = ""
+
+
 class _SchemaOnly(msgspec.Struct):
     schema: int
 
@@ -186,6 +214,7 @@ class Bundle:
     suite: Any
     samples: tuple[MetricSamples, ...]
     metrics: tuple[dict[str, Any], ...]
+    profiles: tuple[HotPathProfile, ...] = ()
 
     def pyperf_samples(self) -> tuple[MetricSamples, ...]:
         """Each workload's pyperf values as samples of metric ``pyperf``.
@@ -284,6 +313,7 @@ def write_bundle(
     suite: Any,
     samples: Sequence[MetricSamples],
     metrics: Sequence[dict[str, Any]],
+    profiles: Sequence[HotPathProfile] = (),
 ) -> Path:
     """Write the bundle of ``manifest.run_id`` under ``out_dir`` atomically; its path.
 
@@ -304,6 +334,11 @@ def write_bundle(
             staging / METRICS,
             lambda fh: fh.write(msgspec.json.format(msgspec.json.encode(list(metrics))).decode()),
         )
+        if profiles:
+            _write_file(
+                staging / PROFILES,
+                lambda fh: fh.write(msgspec.json.encode(list(profiles)).decode()),
+            )
         _write_file(
             staging / MANIFEST,
             lambda fh: fh.write(msgspec.json.format(msgspec.json.encode(manifest)).decode()),
@@ -346,6 +381,7 @@ def load_bundle(path: Path | str) -> Bundle:
         suite=suite,
         samples=_load_samples(path / SAMPLES),
         metrics=_load_metrics(path / METRICS),
+        profiles=_load_profiles(path / PROFILES),
     )
 
 
@@ -403,3 +439,15 @@ def _load_metrics(path: Path) -> tuple[dict[str, Any], ...]:
             "not a list of metric points", where=str(path), expected="[{name, kind, unit, ...}]"
         )
     return tuple(points)
+
+
+def _load_profiles(path: Path) -> tuple[HotPathProfile, ...]:
+    """The bundle's profiles; none when the run captured none (``--no-profile``, older runs)."""
+    if not path.exists():
+        return ()
+    try:
+        return tuple(msgspec.json.decode(path.read_bytes(), type=list[HotPathProfile]))
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise BundleError(
+            f"unreadable profiles: {exc}", where=str(path), expected="a JSON list of profiles"
+        ) from None

@@ -1,6 +1,6 @@
 """Queries of the history store: the runs so far, and one target's values over time.
 
-Read-only: nothing here writes the store (see :mod:`harness.store`). Results are
+Read-only: nothing here writes the store (see :mod:`harness.store.db`). Results are
 pandas DataFrames, oldest run first; :func:`render` turns one into the text
 ``harness history`` prints.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 
 from harness.errors import TargetsError
-from harness.store import HistoryStore
+from harness.store.db import HistoryStore
 
 __all__ = ["render", "runs", "target_history"]
 

@@ -13,7 +13,7 @@ Guarantees:
 * Both files are written atomically (a temporary file renamed over the target);
   the bundle itself is never modified.
 * Everything is read from files (bundle, history, comparison). The only thing
-  run is the optional in-process profile of the hot paths (:mod:`harness.profiles`).
+  run; the hot paths' profiles are the ones the run captured into the bundle.
 * A missing or unreadable bundle or base raises :class:`~harness.errors.BundleError`
   (exit status 2 from the CLI); no history or no peers is said in the report.
 """
@@ -23,7 +23,6 @@ from __future__ import annotations
 import enum
 import os
 import tempfile
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,12 +30,18 @@ from pathlib import Path
 import jinja2
 import markupsafe
 
-from harness import report_sections as sections
-from harness.bundle import MANIFEST, STAGING_PREFIX, Bundle, DeterminismStatus, load_bundle
-from harness.errors import BundleError, HarnessError
-from harness.profiles import HotPath, HotPathProfile, profile_hot_paths
-from harness.report_comparison import ComparisonSection, ComparisonState, comparison_section
-from harness.store import HISTORY_FILE
+from harness.bundle.files import (
+    MANIFEST,
+    STAGING_PREFIX,
+    Bundle,
+    DeterminismStatus,
+    HotPathProfile,
+    load_bundle,
+)
+from harness.errors import BundleError
+from harness.report import sections as sections
+from harness.report.comparison import ComparisonSection, ComparisonState, comparison_section
+from harness.store.db import HISTORY_FILE
 
 __all__ = [
     "DEFAULT_TREND_RUNS",
@@ -80,8 +85,7 @@ class ReportOptions:
     ``bundle`` None means the latest bundle in ``reports_dir``; ``out`` None
     means ``report.html`` beside the bundle (in its reports directory);
     ``summary`` None means ``summary.md`` beside the report; ``history`` None
-    means ``history.sqlite`` beside the bundle; ``profile`` lists the hot paths
-    to profile (empty: none).
+    means ``history.sqlite`` beside the bundle.
     """
 
     bundle: Path | None = None
@@ -91,7 +95,6 @@ class ReportOptions:
     summary: Path | None = None
     history: Path | None = None
     trend_runs: int = DEFAULT_TREND_RUNS
-    profile: tuple[HotPath, ...] = tuple(HotPath)
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +195,7 @@ def headline(bundle: Bundle, comparison: ComparisonSection) -> Headline:
             points.append(f"{against}: {found.verdict}, no regression.")
         if found.warnings:
             warnings.append(f"{len(found.warnings)} comparison warning(s)")
-    elif comparison.state in (ComparisonState.UNAVAILABLE, ComparisonState.REFUSED):
+    elif comparison.state is ComparisonState.REFUSED:
         warnings.append("comparison not made")
         points.append("Comparison requested but not made: see the comparison section.")
     if failures:
@@ -202,22 +205,20 @@ def headline(bundle: Bundle, comparison: ComparisonSection) -> Headline:
     return Headline(Status.PASS, "PASS: every target met, replay deterministic", tuple(points))
 
 
-def _profiles(paths: Sequence[HotPath]) -> tuple[tuple[HotPathProfile, ...], str]:
-    if not paths:
-        return (), "Profiling skipped (--no-profile)."
-    try:
-        profiles = profile_hot_paths(paths)
-    except HarnessError as exc:
-        return (), f"Profiling failed: {exc}"
-    return profiles, (
-        "Each hot path ran once in the process that wrote this report, under pyinstrument "
-        "(sampling every 0.5 ms); times are wall seconds on this machine."
+def _profile_message(bundle: Bundle) -> str:
+    if not bundle.profiles:
+        return (
+            "This bundle has no profiles: its run was made with --no-profile "
+            "(or by a harness older than profiles in bundles)."
+        )
+    return (
+        "Each hot path ran once in the measured checkout, in the run that wrote this bundle, "
+        "under pyinstrument (sampling every 0.5 ms); times are wall seconds on that machine."
     )
 
 
 def _build(bundle: Bundle, options: ReportOptions, history: Path) -> _Report:
     comparison = comparison_section(options.base, bundle)
-    profiles, profile_message = _profiles(options.profile)
     manifest = bundle.manifest
     environment = manifest.environment
     return _Report(
@@ -232,8 +233,8 @@ def _build(bundle: Bundle, options: ReportOptions, history: Path) -> _Report:
         comparison=comparison,
         peers=sections.peer_section(bundle),
         determinism=sections.determinism_section(manifest),
-        profiles=profiles,
-        profile_message=profile_message,
+        profiles=bundle.profiles,
+        profile_message=_profile_message(bundle),
         environment=sections.environment_rows(manifest),
         dependencies=tuple(sorted(environment.dependencies.items())),
         tuning=tuple(environment.system_tuning),
@@ -248,7 +249,7 @@ def _breakable(text: str) -> markupsafe.Markup:
 
 def _environment() -> jinja2.Environment:
     environment = jinja2.Environment(
-        loader=jinja2.PackageLoader("harness", "templates"),
+        loader=jinja2.PackageLoader("harness.report", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,

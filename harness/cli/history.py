@@ -1,0 +1,42 @@
+"""`harness history`: the stored runs, one target over time."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from harness.cli.options import ExitCode, Subparsers
+
+__all__ = ["add_parser"]
+
+
+def add_parser(subparsers: Subparsers) -> None:
+    history = subparsers.add_parser(
+        "history",
+        help="list the stored runs, or one target's values over time",
+        description="Read reports/history.sqlite (written by `harness run`): every run, "
+        "oldest first, or with --target the values of one target over time.",
+    )
+    history.add_argument(
+        "--db",
+        metavar="FILE",
+        type=Path,
+        default=Path("reports") / "history.sqlite",
+        help="the history store; default: %(default)s",
+    )
+    history.add_argument("--target", metavar="NAME", help="show this target's values over time")
+    history.add_argument("--limit", metavar="N", type=int, help="only the N most recent runs")
+    history.set_defaults(handler=_history_command)
+
+
+def _history_command(args: argparse.Namespace) -> int:
+    from harness.store import queries as history
+    from harness.store.db import HistoryStore
+
+    store = HistoryStore(args.db)
+    if args.target:
+        frame = history.target_history(store, args.target, limit=args.limit)
+    else:
+        frame = history.runs(store, limit=args.limit)
+    print(history.render(frame))
+    return ExitCode.OK

@@ -1,0 +1,59 @@
+"""What several commands share: the exit-status epilog and the options declared once."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TypeAlias
+
+from harness.errors import ExitCode, HarnessError
+
+__all__ = [
+    "DEFAULT_DB",
+    "EPILOG",
+    "ExitCode",
+    "Subparsers",
+    "add_db_option",
+    "add_workload_option",
+    "fraction",
+]
+
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+DEFAULT_DB = Path("reports") / "history.sqlite"
+
+EPILOG = """\
+exit status: 0 pass, 1 target missed / regression / replay diverged,
+             2 bad input or an environment that cannot run it, 130 interrupted
+"""
+
+
+def add_workload_option(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """``--workload NAME ...`` (repeatable, extending), as run, calibrate and interleave take it."""
+    parser.add_argument(
+        "--workload",
+        dest="workloads",
+        metavar="NAME",
+        action="extend",
+        nargs="+",
+        default=[],
+        help=help_text,
+    )
+
+
+def add_db_option(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """``--db FILE``: the history store, ``reports/history.sqlite`` by default."""
+    parser.add_argument(
+        "--db",
+        metavar="FILE",
+        type=Path,
+        default=DEFAULT_DB,
+        help=f"{help_text}; default: %(default)s",
+    )
+
+
+def fraction(value: float, flag: str) -> float:
+    """``value`` when it is in (0, 1); otherwise the one-line error naming ``flag``."""
+    if not 0.0 < value < 1.0:
+        raise HarnessError(f"{flag} {value:g}", where=flag, expected="a fraction in (0, 1)")
+    return value
