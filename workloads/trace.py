@@ -20,21 +20,37 @@ Guarantees:
 * :func:`iter_inputs` streams: a trace of a million records is never held in
   memory; the footer is checked against the inputs' running digest at the end.
 * :func:`trace_id` identifies a trace by the sha256 of its bytes.
+* Hostile input is refused in bounded memory, with one :class:`TraceFormatError`
+  line: a line longer than :data:`MAX_LINE_BYTES` (1 MiB, the newline not
+  counted) is refused after reading at most that many bytes of it, whatever
+  its length (a 3 GB file without a newline, ``/dev/zero``); a ``.gz`` trace
+  is decompressed as a stream, line by line under the same limit, so a gzip
+  bomb never inflates in memory; a truncated or corrupt gzip stream, a
+  path that is not a regular file (a directory, a FIFO, a device, a socket:
+  refused before it is opened, so a FIFO never blocks the reader) and bytes
+  that are not JSON each raise :class:`TraceFormatError`, never another
+  exception.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+import os
+import stat
+import zlib
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import IO, Any, Literal, cast
 
 import msgspec
 
+from workloads.errors import WorkloadsError
+
 __all__ = [
     "FORMAT_NAME",
+    "MAX_LINE_BYTES",
     "SCHEMA_VERSION",
     "Footer",
     "GateRecord",
@@ -59,11 +75,30 @@ FORMAT_NAME = "agentbench-trace"
 #    events and evidence digests, counts).
 SCHEMA_VERSION = 1
 
+# The longest line a trace may hold, its newline not counted. The largest record
+# the scenarios write is under 1 KiB; a line a thousand times that is not a trace.
+MAX_LINE_BYTES = 1 << 20
 
-class TraceFormatError(ValueError):
+# How much of the file's own text an error repeats (a decoder's message can quote
+# anything a line holds: an unknown field name of a megabyte, a newline), and the
+# backstop length of a whole message.
+_MAX_QUOTED_CHARS = 200
+_MAX_MESSAGE_CHARS = 1000
+
+
+def _one_line(text: str, limit: int = _MAX_QUOTED_CHARS) -> str:
+    """``text`` with control characters escaped and cut to ``limit``: safe in a one-line error."""
+    if text.isprintable() and len(text) <= limit:
+        return text
+    shown = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text[:limit])
+    return shown + ("..." if len(text) > limit else "")
+
+
+class TraceFormatError(WorkloadsError, ValueError):
     """A trace is not what the format says; ``path``, ``line``, ``field`` locate it."""
 
     def __init__(self, path: str, line: int, message: str, *, field: str = "") -> None:
+        message, field = _one_line(message, _MAX_MESSAGE_CHARS), _one_line(field)
         where = f"{path}:{line}" if line else path
         if field:
             where += f": field {field}"
@@ -164,14 +199,82 @@ def encode_record(record: _AnyRecord) -> bytes:
     return _encoder.encode(record)
 
 
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _refuse_unless_regular(path: Path, mode: int) -> None:
+    if stat.S_ISREG(mode):
+        return
+    kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a regular file")
+    raise TraceFormatError(
+        str(path), 0, f"{kind}; expected a regular trace file (.jsonl or .jsonl.gz)"
+    )
+
+
+def _open_regular(path: Path) -> IO[bytes]:
+    """``path`` opened for reading, refused unless it is a regular file.
+
+    The type is checked before opening (opening a FIFO for reading blocks until
+    a writer comes; opening a device can have effects), and again on the open
+    descriptor, opened non-blocking, in case the path changed in between.
+    """
+    try:
+        _refuse_unless_regular(path, os.stat(path).st_mode)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise TraceFormatError(str(path), 0, f"cannot read: {exc.strerror or exc}") from None
+    try:
+        _refuse_unless_regular(path, os.fstat(fd).st_mode)
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "rb")
+
+
 @contextmanager
 def _open(path: Path) -> Iterator[IO[bytes]]:
-    if path.suffix == ".gz":
-        with gzip.open(path, "rb") as fh:
-            yield cast(IO[bytes], fh)
-    else:
-        with path.open("rb") as fh:
-            yield fh
+    """The trace's bytes, decompressed as a stream when ``path`` ends in ``.gz``."""
+    with ExitStack() as stack:
+        fh = stack.enter_context(_open_regular(path))
+        if path.suffix == ".gz":
+            # GzipFile inflates only as much as each readline asks for.
+            fh = cast(IO[bytes], stack.enter_context(gzip.GzipFile(fileobj=fh, mode="rb")))
+        yield fh
+
+
+# What reading a damaged file can raise: OSError (gzip.BadGzipFile is one),
+# EOFError (a gzip stream cut short), zlib.error (corrupt deflate data).
+_READ_ERRORS = (OSError, EOFError, zlib.error)
+
+
+def _read_error(path: Path, number: int, exc: BaseException) -> TraceFormatError:
+    if isinstance(exc, EOFError):
+        return TraceFormatError(str(path), number, f"truncated: {exc}; expected a complete file")
+    if isinstance(exc, zlib.error | gzip.BadGzipFile):
+        return TraceFormatError(str(path), number, f"corrupt gzip data: {exc}")
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return TraceFormatError(str(path), number, f"cannot read: {reason}")
+
+
+def _lines(path: Path, fh: IO[bytes]) -> Iterator[tuple[int, bytes]]:
+    """Number and bytes of each line, stripped; at most MAX_LINE_BYTES + 1 read per line."""
+    number = 0
+    while raw := fh.readline(MAX_LINE_BYTES + 1):
+        number += 1
+        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            raise TraceFormatError(
+                str(path),
+                number,
+                f"line longer than {MAX_LINE_BYTES} bytes; "
+                "expected one JSON record a line (is this a trace?)",
+            )
+        yield number, raw.strip()
 
 
 def _decode(path: Path, number: int, line: bytes) -> _AnyRecord:
@@ -181,17 +284,18 @@ def _decode(path: Path, number: int, line: bytes) -> _AnyRecord:
     except msgspec.ValidationError as exc:
         text = str(exc)
         field = ""
-        if " - at `" in text:
-            text, _, at = text.partition(" - at `")
+        if " - at `" in text:  # msgspec appends the location last
+            text, _, at = text.rpartition(" - at `")
             field = at.rstrip("`")
+        text = _one_line(text)
         if field == "$.type":
             text = (
                 f"unknown record type ({text}); "
                 "expected header, task, hook_config, tool_call, gate or footer"
             )
         raise TraceFormatError(str(path), number, text, field=field) from None
-    except msgspec.DecodeError as exc:
-        raise TraceFormatError(str(path), number, f"not JSON: {exc}") from None
+    except msgspec.MsgspecError as exc:
+        raise TraceFormatError(str(path), number, f"not JSON: {_one_line(str(exc))}") from None
 
 
 class TraceReader:
@@ -213,8 +317,7 @@ class TraceReader:
         number = 0
         try:
             with _open(self.path) as fh:
-                for number, raw in enumerate(fh, start=1):
-                    line = raw.strip()
+                for number, line in _lines(self.path, fh):
                     if not line:
                         raise TraceFormatError(str(self.path), number, "empty line")
                     if footer is not None:
@@ -232,10 +335,8 @@ class TraceReader:
                     digest.update(encode_record(record))
                     digest.update(b"\n")
                     yield record
-        except OSError as exc:
-            raise TraceFormatError(str(self.path), number, f"cannot read: {exc}") from None
-        except EOFError as exc:
-            raise TraceFormatError(str(self.path), number, f"truncated: {exc}") from None
+        except _READ_ERRORS as exc:
+            raise _read_error(self.path, number + 1, exc) from None
         if footer is None:
             raise TraceFormatError(
                 str(self.path), number, "no footer: the trace is truncated; expected a footer line"
@@ -257,11 +358,9 @@ def read_header(path: Path | str) -> Header:
     path = Path(path)
     try:
         with _open(path) as fh:
-            first = fh.readline().strip()
-    except OSError as exc:
-        raise TraceFormatError(str(path), 0, f"cannot read: {exc}") from None
-    except EOFError as exc:
-        raise TraceFormatError(str(path), 1, f"truncated: {exc}") from None
+            first = next(_lines(path, fh), (1, b""))[1]
+    except _READ_ERRORS as exc:
+        raise _read_error(path, 1, exc) from None
     if not first:
         raise TraceFormatError(str(path), 1, "empty file; expected a header line")
     record = _decode(path, 1, first)
@@ -269,7 +368,10 @@ def read_header(path: Path | str) -> Header:
         raise TraceFormatError(str(path), 1, "the first line is not a header", field="$.type")
     if record.format != FORMAT_NAME:
         raise TraceFormatError(
-            str(path), 1, f"format {record.format!r}; expected {FORMAT_NAME!r}", field="$.format"
+            str(path),
+            1,
+            f"format {_one_line(repr(record.format))}; expected {FORMAT_NAME!r}",
+            field="$.format",
         )
     if record.schema != SCHEMA_VERSION:
         raise TraceFormatError(
@@ -287,11 +389,18 @@ def iter_inputs(path: Path | str) -> Iterator[InputRecord]:
 
 
 def trace_id(path: Path | str) -> str:
-    """The sha256 of the trace file's bytes: how bundles and reports name a trace."""
+    """The sha256 of the trace file's bytes: how bundles and reports name a trace.
+
+    Raises :class:`TraceFormatError` for a path that is not a readable regular file.
+    """
+    path = Path(path)
     digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 16), b""):
-            digest.update(chunk)
+    try:
+        with _open_regular(path) as fh:
+            for chunk in iter(lambda: fh.read(1 << 16), b""):
+                digest.update(chunk)
+    except OSError as exc:
+        raise _read_error(path, 0, exc) from None
     return digest.hexdigest()
 
 
