@@ -213,7 +213,7 @@ async def run_kernel(
         failed = 1
         recorder.commit({"kind": "task.failed", "task_id": exc.task_id, "index": exc.index})
     if telemetry is not None:
-        # Fed once per run from a bounded sample: the hot path never calls the SDK.
+        # Every latency counted into exact buckets: the hot path never calls the SDK.
         attrs = {"mode": setting.mode.value}
         telemetry.record_samples("kernel.scheduler.task_duration", result.latencies_s, attrs)
         telemetry.collect()
