@@ -92,6 +92,8 @@ JSON_SCHEMA = 1
 # distribution: compared on its p50, p95 and p99.
 LATENCY_MIN_VALUES = 5
 LATENCY_STATISTICS = (Statistic.P50, Statistic.P95, Statistic.P99)
+# A per-round percentile needs values enough to have a few beyond it: 1 / (1 - p).
+MIN_VALUES_A_ROUND = {Statistic.P95: 20, Statistic.P99: 100}
 _PAIRED_ROUND = re.compile(r"^r(\d+):")
 _TUNING_STATES = {"tuned", "errors", "not tuned for benchmarking"}
 
@@ -133,6 +135,7 @@ _ROW_MEANING = {
     RowVerdict.NO_CHANGE: "not significant, and the MDE is within the threshold",
     RowVerdict.INCONCLUSIVE: "not significant, but the MDE exceeds the threshold",
     RowVerdict.ERROR: "could not be compared (missing or non-positive values)",
+    RowVerdict.REFERENCE: "a peer's or a baseline's own figure: shown, never judged",
 }
 
 
@@ -449,13 +452,25 @@ def sample_rounds(samples: Iterable[MetricSamples]) -> dict[tuple[str, str], Met
     return _as_rounds(*_group(samples))
 
 
-def _statistics_of(base: MetricRounds, candidate: MetricRounds) -> tuple[Statistic, ...]:
+def _statistics_of(
+    base: MetricRounds, candidate: MetricRounds, left_out: dict[Statistic, list[str]] | None = None
+) -> tuple[Statistic, ...]:
+    """The statistics a row is compared on; a percentile the rounds are too small for is
+    left out (noted in ``left_out``): no statistic the sample cannot carry."""
     if base.metric.startswith(PYPERF_METRIC):
         return (Statistic.MEDIAN,)
     sizes = [len(values) for _, values in (*base.rounds, *candidate.rounds)]
-    if sizes and float(np.median(sizes)) >= LATENCY_MIN_VALUES:
-        return LATENCY_STATISTICS
-    return (Statistic.MEDIAN,)
+    if not sizes or float(np.median(sizes)) < LATENCY_MIN_VALUES:
+        return (Statistic.MEDIAN,)
+    smallest = min(sizes)
+    chosen = []
+    for statistic in LATENCY_STATISTICS:
+        if smallest < MIN_VALUES_A_ROUND.get(statistic, 0):
+            if left_out is not None:
+                left_out.setdefault(statistic, []).append(f"{base.workload}/{base.metric}")
+            continue
+        chosen.append(statistic)
+    return tuple(chosen)
 
 
 def _stable_seed(*parts: str) -> int:
@@ -615,6 +630,7 @@ def compare_rounds(
     """
     warnings: list[str] = []
     pending: list[_Pending] = []
+    left_out: dict[Statistic, list[str]] = {}
     for key in sorted(base):
         series = base[key]
         if key not in candidate:
@@ -634,12 +650,27 @@ def compare_rounds(
                 _Pending(_error_row(series, "median", options.threshold_of(key[0]), message), None)
             )
             continue
-        for statistic in _statistics_of(series, other):
+        for statistic in _statistics_of(series, other, left_out):
             pending.append(_compare_one(series, other, statistic, options, warnings))
     for key in sorted(set(candidate) - set(base)):
         warnings.append(f"{key[0]}/{key[1]}: only in the candidate, not compared")
+    for statistic, names in left_out.items():
+        warnings.append(
+            f"{statistic.value} left out of {len(names)} row(s) with fewer than "
+            f"{MIN_VALUES_A_ROUND[statistic]} values a round: " + ", ".join(names)
+        )
 
-    raw = {i: p.row.p_raw for i, p in enumerate(pending) if p.row.p_raw is not None}
+    reference = {
+        i
+        for i, p in enumerate(pending)
+        if p.row.verdict is not RowVerdict.ERROR
+        and describe(p.row.workload, p.row.metric).reference
+    }
+    raw = {
+        i: p.row.p_raw
+        for i, p in enumerate(pending)
+        if p.row.p_raw is not None and i not in reference
+    }
     tested = list(raw)
     tests = len(tested)
     alpha = stats.per_test_alpha(options.fdr_q, tests)
@@ -650,6 +681,9 @@ def compare_rounds(
         current = item.row
         if current.verdict is RowVerdict.ERROR or item.estimate is None:
             rows.append(current)
+            continue
+        if index in reference:  # a peer's own figure: shown with its interval, not tested
+            rows.append(dataclasses.replace(current, verdict=RowVerdict.REFERENCE))
             continue
         if current.p_raw is None:  # exact (trace clock)
             significant_p = 1.0 if current.ratio == 1.0 else 0.0

@@ -76,6 +76,8 @@ FAKE_WORKLOADS = (
             *(cost(name) for name in ("faster", "slower", "same", "regressed", "noisy")),
             ratio("broken"),
             ratio("gain"),
+            cost("peer_cost", role=registry.Role.PEER),
+            latency("few_values", 24),
         ),
     ),
     WorkloadInfo(
@@ -777,3 +779,27 @@ def test_a_metric_the_registry_does_not_describe_is_an_error_naming_it(tmp_path:
     candidate = write_side(tmp_path, "candidate", spec)
     with pytest.raises(BundleError, match="'unheard_of' of workload 'w' is not in the workload"):
         compare_bundles(base, candidate)
+
+
+def test_a_peers_own_figure_is_shown_never_judged(tmp_path: Path) -> None:
+    """LangGraph's own overhead 'faster' between two runs of one commit was machine drift."""
+    base = Spec(metrics={("w", "peer_cost"): ("s", "wall", lognormal(1.0, 0.002))})
+    candidate = Spec(metrics={("w", "peer_cost"): ("s", "wall", lognormal(1.0, 0.002, slow=0.9))})
+    comparison = compare_bundles(*pair(tmp_path, base, candidate))
+    (row,) = [row for row in comparison.rows if row.metric == "peer_cost"]
+    assert row.verdict is RowVerdict.REFERENCE
+    assert row.ratio == pytest.approx(0.9, rel=0.02)  # its figure is there
+    assert row.p_adjusted is None  # and it is not among the tests BH adjusts over
+    assert comparison.verdict is ComparisonVerdict.PASS
+
+
+def test_a_percentile_the_rounds_are_too_small_for_is_left_out_saying_why(
+    tmp_path: Path,
+) -> None:
+    spec = Spec(metrics={("w", "few_values"): ("s", "wall", lognormal(1.0, 0.3, count=24))})
+    comparison = compare_bundles(*pair(tmp_path, spec))
+    assert {r.statistic for r in comparison.rows if r.metric == "few_values"} == {"p50", "p95"}
+    assert any(
+        "p99 left out of 1 row(s) with fewer than 100 values a round: w/few_values" in warning
+        for warning in comparison.warnings
+    )
