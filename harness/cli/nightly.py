@@ -1,9 +1,24 @@
-"""The nightly pipeline: rigorous run (with replay), compare with the last good night, report.
+"""The nightly pipeline: tonight's run, a comparison on tonight's machine, the report.
 
-Each step runs whatever the previous one concluded, so a night that missed a
-target still gets its comparison and its report; the exit status is the worst of
-the steps (2 over 1 over 0). The first night, with no good night stored yet, has
-no comparison: the pipeline says so and goes on.
+A nightly needs only the history store between nights (``reports/history.sqlite``):
+no bundle directory, no earlier runner. Its steps, each run whatever the previous
+one concluded (the exit status is the worst of them, 2 over 1 over 0):
+
+1. ``harness run`` (rigorous by default, with its determinism replay), appended to
+   the store.
+2. The baseline, one of three paths, said in the first lines of the output:
+
+   * **stored**: the last good night ran on this machine's fingerprint and its
+     numbers are readable (its bundle directory, or the store's own copy of its
+     per-round values): ``harness compare --last-good``;
+   * **re-measured**: the last good night ran on another machine (a hosted runner
+     is another machine every night) or its numbers are gone: its commit is
+     measured again beside tonight's commit, interleaved on tonight's machine
+     (``harness interleave``), and that pair is judged (``harness compare``);
+   * **none**: no good night is stored yet (the first night), or git cannot check
+     out its commit: no comparison, saying why.
+
+3. ``harness report`` with the comparison.
 """
 
 from __future__ import annotations
@@ -11,16 +26,20 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from harness.cli.options import EPILOG, Subparsers
-from harness.errors import BundleError
+from harness.bundle.files import load_bundle
+from harness.cli.options import EPILOG, Subparsers, add_workload_option
+from harness.errors import HarnessError
 from harness.judge.compare import last_good_bundle
+from harness.store.db import HISTORY_FILE, HistoryStore
 
-__all__ = ["add_parser", "latest_bundle", "nightly"]
+__all__ = ["Baseline", "add_parser", "choose_baseline", "latest_bundle", "nightly"]
 
 Main = Callable[[Sequence[str]], int]
+BASELINE_DIR = "baseline"
 
 
 def latest_bundle(reports: Path) -> Path | None:
@@ -29,50 +48,120 @@ def latest_bundle(reports: Path) -> Path | None:
     return bundles[-1] if bundles else None
 
 
+@dataclass(frozen=True, slots=True)
+class Baseline:
+    """How tonight is compared: ``path`` is stored, remeasure or none; ``why`` says why."""
+
+    path: str
+    why: str
+    run_id: str = ""
+    sha: str = ""
+
+
+def choose_baseline(history: Path, tonight: Path) -> Baseline:
+    """The baseline path for tonight's bundle ``tonight`` (see the module's steps)."""
+    manifest = load_bundle(tonight).manifest
+    fingerprint = manifest.environment.fingerprint_digest
+    if not history.is_file():
+        return Baseline("none", f"no history store at {history} (the first night)")
+    good = HistoryStore(history).last_good_run(exclude=manifest.run_id)
+    if good is None:
+        return Baseline("none", "no stored night passed every target yet (the first night)")
+    label = f"last good night {good.run_id} (commit {good.git_sha[:12] or 'unknown'})"
+    if good.fingerprint == fingerprint:
+        try:
+            last_good_bundle(history, exclude=manifest.run_id, fingerprint=fingerprint)
+        except HarnessError as exc:
+            why = f"{label} ran on this machine, but its numbers are gone ({exc})"
+        else:
+            return Baseline("stored", f"{label} ran on this machine", good.run_id, good.git_sha)
+    else:
+        why = (
+            f"{label} ran on another machine (fingerprint {good.fingerprint[:12]}, "
+            f"tonight {fingerprint[:12]})"
+        )
+    if not good.git_sha:
+        return Baseline("none", f"{why}, and its commit is not recorded: cannot re-measure it")
+    return Baseline("remeasure", why, good.run_id, good.git_sha)
+
+
 def nightly(
     main: Main,
     *,
     profile: str = "rigorous",
     reports: Path = Path("reports"),
-    run_args: Sequence[str] = (),
+    workloads: Sequence[str] = (),
+    rounds: int | None = None,
     log: TextIO | None = None,
 ) -> int:
-    """Run the three steps through the CLI's ``main``; the worst exit status."""
+    """Run the steps through the CLI's ``main``; the worst exit status."""
     log = sys.stderr if log is None else log
-    statuses = [main(["run", "--profile", profile, "--out", str(reports), *run_args])]
+    selected = [arg for name in workloads for arg in ("--workload", name)]
+    statuses = [main(["run", "--profile", profile, "--out", str(reports), *selected])]
     candidate = latest_bundle(reports)
     if candidate is None:
         print("nightly: no bundle was written; nothing to compare or report", file=log)
         return max(statuses)
-    history = reports / "history.sqlite"
-    comparison: Path | None = None
-    try:
-        last_good_bundle(history, exclude=candidate.name)
-    except BundleError as exc:
-        print(f"nightly: no comparison tonight: {exc}", file=log)
-    else:
-        comparison = reports / "compare.json"
+    history = reports / HISTORY_FILE
+    baseline = choose_baseline(history, candidate)
+    comparison = reports / "compare.json"
+    comparison.unlink(missing_ok=True)
+    outputs = ["--markdown", str(reports / "compare.md"), "--json", str(comparison)]
+    if baseline.path == "stored":
+        print(f"nightly: baseline: the stored night: {baseline.why}", file=log)
         statuses.append(
-            main(
-                [
-                    *("compare", "--last-good", str(candidate), "--db", str(history)),
-                    *("--markdown", str(reports / "compare.md"), "--json", str(comparison)),
-                ]
-            )
+            main(["compare", "--last-good", str(candidate), "--db", str(history), *outputs])
         )
-    base = ["--base", str(comparison)] if comparison is not None and comparison.exists() else []
-    statuses.append(main(["report", str(candidate), *base]))
+    elif baseline.path == "remeasure":
+        print(
+            f"nightly: baseline: re-measured on this machine: {baseline.why}; measuring "
+            f"commit {baseline.sha[:12]} beside tonight's, interleaved",
+            file=log,
+        )
+        statuses.append(_remeasure(main, baseline, candidate, reports, selected, rounds, outputs))
+    else:
+        print(f"nightly: no comparison tonight: {baseline.why}", file=log)
+    base = ["--base", str(comparison)] if comparison.exists() else []
+    statuses.append(main(["report", str(candidate), "--history", str(history), *base]))
     return max(statuses)
+
+
+def _remeasure(
+    main: Main,
+    baseline: Baseline,
+    tonight: Path,
+    reports: Path,
+    selected: Sequence[str],
+    rounds: int | None,
+    outputs: Sequence[str],
+) -> int:
+    """Interleave the last good commit with tonight's, then judge that pair."""
+    sha = load_bundle(tonight).manifest.environment.git.sha or "HEAD"
+    out = reports / BASELINE_DIR / tonight.name
+    argv = ["interleave", baseline.sha, sha, "--out", str(out), *selected]
+    if rounds is not None:
+        argv += ["--rounds", str(rounds)]
+    status = main(argv)
+    bundles = {
+        path.parent.name.rsplit("-", 1)[-1]: path.parent for path in out.glob("2*/manifest.json")
+    }
+    if status != 0 or not {"base", "candidate"} <= set(bundles):
+        return max(status, 2)
+    pair = [str(bundles["base"]), str(bundles["candidate"])]
+    return main(["compare", *pair, "--db", str(reports / HISTORY_FILE), *outputs])
 
 
 def add_parser(subparsers: Subparsers) -> None:
     nightly = subparsers.add_parser(
         "nightly",
-        help="rigorous run + replay, compare with the last good night, report",
-        description="The nightly pipeline: `harness run --profile rigorous` (with its\n"
-        "determinism replay), then `harness compare --last-good` against the last\n"
-        "stored run that met every target (skipped, saying so, on the first night),\n"
-        "then `harness report` with the comparison. Every step runs; the exit status\n"
+        help="tonight's run, compared on this machine with the last good night, and the report",
+        description="The nightly pipeline. It needs only reports/history.sqlite between\n"
+        "nights. 1. `harness run --profile rigorous` (with its determinism replay).\n"
+        "2. The baseline, said in the first lines: the last good night itself when it\n"
+        "ran on this machine's fingerprint (`harness compare --last-good`); otherwise\n"
+        "its commit re-measured beside tonight's, interleaved on this machine\n"
+        "(`harness interleave`, then `harness compare`); none on the first night.\n"
+        "3. `harness report` with the comparison. Every step runs; the exit status\n"
         "is the worst of them.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -90,10 +179,24 @@ def add_parser(subparsers: Subparsers) -> None:
         metavar="DIR",
         help="bundles, history.sqlite, compare.md/json and the report; default: %(default)s",
     )
+    add_workload_option(nightly, "run (and re-measure) only these workloads; default: all")
+    nightly.add_argument(
+        "--rounds",
+        metavar="N",
+        type=int,
+        default=None,
+        help="rounds of a re-measured baseline; default: harness interleave's",
+    )
     nightly.set_defaults(handler=_nightly_command)
 
 
 def _nightly_command(args: argparse.Namespace) -> int:
     from harness.cli import main
 
-    return nightly(main, profile=args.profile, reports=args.reports)
+    return nightly(
+        main,
+        profile=args.profile,
+        reports=args.reports,
+        workloads=args.workloads,
+        rounds=args.rounds,
+    )

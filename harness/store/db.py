@@ -190,6 +190,16 @@ def _journal_mode_wal(connection: sqlite3.Connection) -> None:
             time.sleep(0.02)
 
 
+@dataclass(frozen=True, slots=True)
+class StoredRun:
+    """A stored run's identity: its id, commit, machine fingerprint and bundle path."""
+
+    run_id: str
+    git_sha: str
+    fingerprint: str
+    bundle_path: str
+
+
 class HistoryStore:
     """The history database at ``path`` (created, with its schema, on first write)."""
 
@@ -410,3 +420,27 @@ class HistoryStore:
         """SQLite's ``PRAGMA integrity_check`` result (``"ok"`` when sound)."""
         with self._connect() as connection:
             return str(connection.execute("PRAGMA integrity_check").fetchone()[0])
+
+    def last_good_run(self, *, exclude: str = "") -> StoredRun | None:
+        """The newest run that passed every target with a deterministic replay, or None.
+
+        ``exclude`` (tonight's run id) is never picked. What it ran on and where its
+        bundle was: enough to re-measure its commit when its numbers cannot be used.
+        """
+        frame = self.query(
+            """
+            SELECT run_id, git_sha, fingerprint, bundle_path FROM runs
+            WHERE passed = 1 AND determinism = 'deterministic' AND run_id != ?
+            ORDER BY started_utc DESC, run_id DESC LIMIT 1
+            """,
+            (exclude,),
+        )
+        if frame.empty:
+            return None
+        row = frame.iloc[0]
+        return StoredRun(
+            run_id=str(row["run_id"]),
+            git_sha=str(row["git_sha"] or ""),
+            fingerprint=str(row["fingerprint"]),
+            bundle_path=str(row["bundle_path"]),
+        )
