@@ -22,10 +22,8 @@ import asyncio
 import contextvars
 import hashlib
 import os
-import random
 from array import array
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from reference_impl.events import EvidenceChain, canonical_json
@@ -41,6 +39,16 @@ from reference_impl.kernel.scheduler import Scheduler, SchedulerError, TaskRecor
 from reference_impl.mode import Mode
 from reference_impl.pool import OrderedPool
 from reference_impl.telemetry import Telemetry, mcp_source, scheduler_source
+from workloads.driving import (
+    CANONICAL,
+    Outcome,
+    PoolFactory,
+    Recorder,
+    Setting,
+    jittered,
+)
+from workloads.errors import SettingError, TraceKindError
+from workloads.prp_driver import run_prp
 from workloads.trace import (
     HookConfigRecord,
     InputRecord,
@@ -53,113 +61,13 @@ from workloads.trace import (
 __all__ = [
     "CANONICAL",
     "Outcome",
+    "PoolFactory",
     "Recorder",
     "Setting",
     "run_kernel",
     "run_mcp",
     "run_trace_records",
 ]
-
-EVENT_DIGEST_SIZE = 8
-
-
-@dataclass(frozen=True, slots=True)
-class Setting:
-    """How one replay runs: mode, concurrency, jitter (a fraction) and its seed."""
-
-    mode: Mode = Mode.LEGACY
-    concurrency: int = 1
-    jitter: float = 0.0
-    seed: int = 0
-    time_scale: float = 1.0
-
-    def label(self) -> str:
-        """A short, copyable description (``--mode pooled --concurrency 4 ...``)."""
-        return (
-            f"--mode {self.mode.value} --concurrency {self.concurrency} "
-            f"--jitter {self.jitter:g} --seed {self.seed}"
-        )
-
-
-# The canonical setting: how `harness record` computes a trace's footer.
-CANONICAL = Setting(Mode.LEGACY, 1, 0.0, 0)
-
-
-@dataclass(slots=True)
-class Recorder:
-    """For drivers: the committed-sequence digest, a short digest per event, one captured event."""
-
-    capture_index: int | None = None
-    committed: Any = field(default_factory=hashlib.sha256)
-    event_digests: bytearray = field(default_factory=bytearray)
-    captured: dict[str, Any] | None = None
-    count: int = 0
-
-    def commit(self, event: Mapping[str, Any]) -> None:
-        line = canonical_json(event)
-        self.committed.update(line)
-        self.committed.update(b"\n")
-        self.event_digests += hashlib.blake2b(line, digest_size=EVENT_DIGEST_SIZE).digest()
-        if self.count == self.capture_index:
-            self.captured = dict(event)
-        self.count += 1
-
-    def outcome(
-        self,
-        events_digest: str,
-        evidence_digest: str,
-        counts: Mapping[str, int],
-        makespan_s: float,
-        latencies_s: array[float],
-        metrics: Mapping[str, Any] | None = None,
-    ) -> Outcome:
-        """The run's :class:`Outcome`: the driver's digests and figures, and what was recorded."""
-        return Outcome(
-            self.committed.hexdigest(),
-            events_digest,
-            evidence_digest,
-            counts,
-            bytes(self.event_digests),
-            self.captured,
-            makespan_s,
-            latencies_s,
-            metrics or {},
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What one run of a trace produced (compared against the footer by replay)."""
-
-    committed_digest: str
-    events_digest: str
-    evidence_digest: str
-    counts: Mapping[str, int]
-    event_digests: bytes
-    captured_event: Mapping[str, Any] | None
-    makespan_s: float
-    latencies_s: array[float]
-    metrics: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def events(self) -> int:
-        """How many events were committed."""
-        return len(self.event_digests) // EVENT_DIGEST_SIZE
-
-    def event_digest(self, index: int) -> bytes:
-        """The short digest of event ``index``."""
-        return self.event_digests[index * EVENT_DIGEST_SIZE : (index + 1) * EVENT_DIGEST_SIZE]
-
-
-def _jittered(setting: Setting) -> Callable[[float], float]:
-    if setting.jitter <= 0:
-        return lambda duration: duration
-    rng = random.Random(setting.seed)
-    spread = setting.jitter
-    return lambda duration: duration * (1.0 + rng.uniform(-spread, spread))
-
-
-PoolFactory = Callable[[int], OrderedPool[Any]]
 
 
 async def run_kernel(
@@ -181,12 +89,14 @@ async def run_kernel(
     if inject_slowdown is None:
         inject_slowdown = injected_slowdown()
     recorder = Recorder(capture_index)
-    jitter = _jittered(setting)
+    jitter = jittered(setting)
 
     def tasks() -> Iterator[TaskSpec]:
         for record in records:
             if not isinstance(record, TraceTask):
-                raise TypeError(f"a kernel trace holds task records, not {type(record).__name__}")
+                raise TraceKindError(
+                    f"a kernel trace holds task records, not {type(record).__name__}"
+                )
             yield TaskSpec(
                 record.id, record.priority, jitter(record.duration_s), record.fails, record.payload
             )
@@ -240,7 +150,7 @@ def injected_slowdown() -> float:
     except ValueError:
         value = -1.0
     if not 0.0 <= value < 10.0:
-        raise ValueError(f"{INJECT_SLOWDOWN_ENV}={text!r}: expected a fraction >= 0 (0.1 = 10 %)")
+        raise SettingError(f"{INJECT_SLOWDOWN_ENV}={text!r}: expected a fraction >= 0 (0.1 = 10 %)")
     return value
 
 
@@ -306,7 +216,7 @@ async def run_mcp(
     """
     recorder = Recorder(capture_index)
     chain = EvidenceChain()
-    jitter = _jittered(setting)
+    jitter = jittered(setting)
     loop = asyncio.get_running_loop()
     started = loop.time()
     adapter: McpAdapter | None = None
@@ -356,12 +266,12 @@ async def run_mcp(
                 telemetry.add_source(mcp_source(adapter))
         elif isinstance(record, ToolCallRecord):
             if adapter is None:
-                raise TypeError("a tool_call record before any hook_config record")
+                raise TraceKindError("a tool_call record before any hook_config record")
             pending.append(record)
             if len(pending) >= 256:
                 await flush()
         else:
-            raise TypeError(
+            raise TraceKindError(
                 f"an MCP trace holds hook_config/tool_call, not {type(record).__name__}"
             )
     if pending:
@@ -372,16 +282,6 @@ async def run_mcp(
     events_digest = hashlib.sha256(bytes(recorder.event_digests)).hexdigest()
     return recorder.outcome(
         events_digest, chain.digest(), counts, loop.time() - started, hook_samples
-    )
-    return Outcome(
-        recorder.committed.hexdigest(),
-        events_digest,
-        chain.digest(),
-        counts,
-        bytes(recorder.event_digests),
-        recorder.captured,
-        loop.time() - started,
-        hook_samples,
     )
 
 
@@ -395,7 +295,5 @@ def run_trace_records(kind: str) -> Driver:
     if kind == "mcp":
         return run_mcp
     if kind == "prp":
-        from workloads.prp_driver import run_prp
-
         return run_prp
-    raise ValueError(f"unknown trace kind {kind!r}; expected kernel, mcp or prp")
+    raise TraceKindError(f"unknown trace kind {kind!r}; expected kernel, mcp or prp")

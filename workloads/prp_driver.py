@@ -17,7 +17,8 @@ from reference_impl.prp.config import PrpConfig
 from reference_impl.prp.gates import GateKind, GateSpec
 from reference_impl.prp.runner import PrpRunner
 from reference_impl.telemetry import Telemetry, prp_source
-from workloads.drivers import Outcome, PoolFactory, Recorder, Setting
+from workloads.driving import Outcome, PoolFactory, Recorder, Setting
+from workloads.errors import TraceKindError
 from workloads.trace import GateRecord, InputRecord
 
 __all__ = ["PROFILE", "gate_specs", "run_prp"]
@@ -32,7 +33,7 @@ def gate_specs(records: Iterable[InputRecord], scale: float = 1.0) -> list[GateS
     gates: list[GateSpec] = []
     for record in records:
         if not isinstance(record, GateRecord):
-            raise TypeError(f"a prp trace holds gate records, not {type(record).__name__}")
+            raise TraceKindError(f"a prp trace holds gate records, not {type(record).__name__}")
         human = record.kind == "human"
         gates.append(
             GateSpec(
