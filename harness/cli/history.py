@@ -15,7 +15,9 @@ def add_parser(subparsers: Subparsers) -> None:
         "history",
         help="list the stored runs, or one target's values over time",
         description="Read reports/history.sqlite (written by `harness run`): every run, "
-        "oldest first, or with --target the values of one target over time.",
+        "oldest first, or with --target the values of one target over time; --check "
+        "checks the store's integrity. Reading never writes the store (a read-only "
+        "directory is fine).",
     )
     history.add_argument(
         "--db",
@@ -26,14 +28,30 @@ def add_parser(subparsers: Subparsers) -> None:
     )
     history.add_argument("--target", metavar="NAME", help="show this target's values over time")
     history.add_argument("--limit", metavar="N", type=int, help="only the N most recent runs")
+    history.add_argument(
+        "--check",
+        action="store_true",
+        help="check the store's integrity (SQLite integrity_check): print ok, or the "
+        "problem and exit 2",
+    )
     history.set_defaults(handler=_history_command)
 
 
 def _history_command(args: argparse.Namespace) -> int:
     from harness.store import queries as history
-    from harness.store.db import HistoryStore
+    from harness.store.db import HistoryStore, StoreError
 
     store = HistoryStore(args.db)
+    if args.check:
+        problems = store.integrity_check()
+        if problems != "ok":
+            raise StoreError(
+                f"history store fails its integrity check: {problems}",
+                where=str(args.db),
+                expected="a sound store (restore a copy, or move this one aside)",
+            )
+        print("ok")
+        return ExitCode.OK
     if args.target:
         frame = history.target_history(store, args.target, limit=args.limit)
     else:

@@ -957,16 +957,19 @@ def _method(
 
 
 def resolve_bundle(reference: str, db: Path) -> Bundle:
-    """The bundle ``reference`` names: a bundle directory, or a run id stored in ``db``."""
+    """The bundle ``reference`` names: a bundle directory, or a run id stored in ``db``.
+
+    A stored run is read from its bundle directory while that exists, else
+    rebuilt from the store alone (a CI runner that kept only the store).
+    """
     path = Path(reference)
     if path.is_dir():
         return load_bundle(path)
     if db.is_file():
-        frame = HistoryStore(db).query(
-            "SELECT bundle_path FROM runs WHERE run_id = ?", (reference,)
-        )
-        if not frame.empty:
-            return load_bundle(Path(str(frame["bundle_path"].iloc[0])))
+        store = HistoryStore(db)
+        run = store.stored_run(reference)
+        if run is not None:
+            return store.run_bundle(run)
     raise BundleError(
         "no bundle directory and no stored run of this id",
         where=reference,
@@ -978,27 +981,26 @@ def last_good_bundle(db: Path, *, exclude: str = "", fingerprint: str = "") -> B
     """The last stored run whose targets all passed and whose replay was deterministic.
 
     Runs of ``fingerprint`` are preferred (any run when none matches);
-    ``exclude`` (the candidate's run id) is never picked.
+    ``exclude`` (the candidate's run id) is never picked. A run is read from its
+    bundle directory while that exists, else from the store; a good run that has
+    neither (stored before the store kept values) is passed over for an older one.
     """
     if not db.is_file():
         raise BundleError("no history store for --last-good", where=str(db))
-    frame = HistoryStore(db).query(
-        """
-        SELECT run_id, bundle_path, fingerprint FROM runs
-        WHERE passed = 1 AND determinism = 'deterministic' AND run_id != ?
-        ORDER BY started_utc DESC, run_id DESC
-        """,
-        (exclude,),
-    )
-    if frame.empty:
+    store = HistoryStore(db)
+    good = store.good_runs(exclude=exclude)
+    if not good:
         raise BundleError(
             "no stored run passed every target with a deterministic replay",
             where=str(db),
             expected="a good run in the history (harness run appends one)",
         )
-    same = frame[frame["fingerprint"] == fingerprint]
-    chosen = same if not same.empty else frame
-    return load_bundle(Path(str(chosen["bundle_path"].iloc[0])))
+    same = [run for run in good if run.fingerprint == fingerprint]
+    for runs in (same, good):
+        usable = [run for run in runs if run.loadable]
+        if usable:
+            return store.run_bundle(usable[0])
+    return store.run_bundle((same or good)[0])  # raises: why the newest cannot be read
 
 
 # --------------------------------------------------------------------------- output

@@ -1,10 +1,13 @@
-"""The history store: every run's summary in ``reports/history.sqlite``.
+"""The history store: every run in ``reports/history.sqlite``, self-contained.
 
-Tables: ``schema_version`` (one row), ``runs`` (one row a run), ``workload_stats``
+Tables (:mod:`harness.store.schema`): ``runs`` (one row a run), ``workload_stats``
 (per run, workload and metric: n, p50, p95, p99, median, mean; a workload's own
-pyperf values appear as metric ``pyperf``), ``verdicts`` (per run and target)
-and ``calibrations`` (per A/A calibration, workload, metric and statistic: the
-round-to-round noise and minimum detectable effect, with the machine fingerprint).
+pyperf values appear as metric ``pyperf``), ``verdicts`` (per run and target),
+``calibrations`` (per A/A calibration, workload, metric and statistic: the
+round-to-round noise and minimum detectable effect, with the machine
+fingerprint), and what makes a run rebuildable without its bundle directory:
+``run_manifests`` (the whole manifest, compressed msgspec JSON), ``sample_series`` and
+``pyperf_series`` (every per-round value, :mod:`harness.store.rounds`).
 
 Guarantees:
 
@@ -14,20 +17,21 @@ Guarantees:
   wait for each other (``busy_timeout``) instead of failing, and the schema is
   created inside the same kind of transaction, so two first writers race safely.
 * Appending a run already stored changes nothing (and returns False).
-* A store of an older schema is migrated in the first write transaction (1 -> 2
-  adds the ``calibrations`` table); reads of an older store work unchanged.
-* A file that is not a history store, one of a newer schema, or a database
-  still locked after the timeout raises
-  :class:`~harness.errors.EnvironmentRefused` naming the file; nothing stored is
-  changed.
+* Self-contained: :meth:`HistoryStore.load_run` rebuilds a run's bundle from the
+  store alone (a CI runner that kept only ``history.sqlite`` still compares).
+  Runs stored before schema 3 have no values, and say so.
+* A store of an older schema is migrated in the first write transaction; reads of
+  an older store work unchanged. Reads never write (see
+  :mod:`harness.store.connection`): a read-only reports directory reads.
+* A file that is not a history store, one with a corrupt page, one of a newer
+  schema, or a database still locked after the timeout raises
+  :class:`~harness.store.schema.StoreError` naming the file; nothing stored is
+  changed. Every connection is closed when its use ends.
 """
 
 from __future__ import annotations
 
-import sqlite3
-import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,99 +40,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.bundle.files import Bundle
-from harness.bundle.verdicts import (
-    Statistic,
-    statistic_of,
-)
-from harness.errors import EnvironmentRefused
-from workloads.samples import MetricSamples
+from harness.bundle.files import Bundle, DeterminismStatus, load_bundle
+from harness.errors import BundleError
+from harness.store import rounds
+from harness.store.connection import problems_line, reading, writing
+from harness.store.rounds import workload_stats
+from harness.store.schema import SCHEMA_VERSION, VALUES_SINCE, StoreError
 
-__all__ = ["HISTORY_FILE", "SCHEMA_VERSION", "CalibrationRow", "HistoryStore", "workload_stats"]
+__all__ = [
+    "HISTORY_FILE",
+    "SCHEMA_VERSION",
+    "CalibrationRow",
+    "HistoryStore",
+    "StoreError",
+    "StoredRun",
+    "workload_stats",
+]
 
 HISTORY_FILE = "history.sqlite"
-# Schema history:
-# 1: schema_version, runs, workload_stats, verdicts.
-# 2: calibrations (harness calibrate); a store of version 1 is migrated on write.
-SCHEMA_VERSION = 2
-BUSY_TIMEOUT_S = 60.0
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS runs (
-    run_id TEXT PRIMARY KEY,
-    started_utc TEXT NOT NULL,
-    finished_utc TEXT NOT NULL,
-    profile TEXT NOT NULL,
-    git_sha TEXT,
-    branch TEXT,
-    dirty INTEGER,
-    fingerprint TEXT NOT NULL,
-    cpu_model TEXT NOT NULL,
-    python_version TEXT NOT NULL,
-    workloads TEXT NOT NULL,
-    targets_total INTEGER NOT NULL,
-    targets_passed INTEGER NOT NULL,
-    determinism TEXT NOT NULL,
-    passed INTEGER NOT NULL,
-    bundle_path TEXT NOT NULL,
-    recorded_utc TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS workload_stats (
-    run_id TEXT NOT NULL REFERENCES runs(run_id),
-    workload TEXT NOT NULL,
-    metric TEXT NOT NULL,
-    unit TEXT NOT NULL,
-    clock TEXT NOT NULL,
-    n INTEGER NOT NULL,
-    p50 REAL NOT NULL,
-    p95 REAL NOT NULL,
-    p99 REAL NOT NULL,
-    median REAL NOT NULL,
-    mean REAL NOT NULL,
-    PRIMARY KEY (run_id, workload, metric)
-);
-CREATE TABLE IF NOT EXISTS verdicts (
-    run_id TEXT NOT NULL REFERENCES runs(run_id),
-    target TEXT NOT NULL,
-    workload TEXT NOT NULL,
-    metric TEXT NOT NULL,
-    statistic TEXT NOT NULL,
-    clock TEXT NOT NULL,
-    unit TEXT NOT NULL,
-    direction TEXT NOT NULL,
-    bound REAL NOT NULL,
-    value REAL,
-    spread_low REAL,
-    spread_high REAL,
-    spread_method TEXT NOT NULL,
-    margin REAL,
-    outcome TEXT NOT NULL,
-    n INTEGER NOT NULL,
-    rounds INTEGER NOT NULL,
-    PRIMARY KEY (run_id, target)
-);
-CREATE INDEX IF NOT EXISTS verdicts_by_target ON verdicts (target, run_id);
-CREATE TABLE IF NOT EXISTS calibrations (
-    calibration_id TEXT NOT NULL,
-    fingerprint TEXT NOT NULL,
-    profile TEXT NOT NULL,
-    workload TEXT NOT NULL,
-    metric TEXT NOT NULL,
-    statistic TEXT NOT NULL,
-    unit TEXT NOT NULL,
-    clock TEXT NOT NULL,
-    rounds INTEGER NOT NULL,
-    noise REAL,
-    mde REAL,
-    created TEXT NOT NULL,
-    PRIMARY KEY (calibration_id, workload, metric, statistic)
-);
-CREATE INDEX IF NOT EXISTS calibrations_by_fingerprint ON calibrations (fingerprint, created);
-"""
-# Versions this code migrates from (the schema above is created with IF NOT EXISTS,
-# so migrating is creating what is new, then recording the version).
-_MIGRATABLE = {1}
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,50 +83,52 @@ class CalibrationRow:
     created: str
 
 
-def workload_stats(samples: Iterable[MetricSamples]) -> list[tuple[Any, ...]]:
-    """Per (workload, metric): workload, metric, unit, clock, n, p50, p95, p99, median, mean."""
-    grouped: dict[tuple[str, str], tuple[str, str, list[float]]] = {}
-    for sample in samples:
-        key = (sample.workload, sample.metric)
-        grouped.setdefault(key, (sample.unit, sample.clock, []))[2].extend(sample.values)
-    rows: list[tuple[Any, ...]] = []
-    for (workload, metric), (unit, clock, values) in sorted(grouped.items()):
-        if not values:
-            continue
-        array = np.asarray(values, dtype=float)
-        stats = [
-            statistic_of(array, s)
-            for s in (Statistic.P50, Statistic.P95, Statistic.P99, Statistic.MEDIAN, Statistic.MEAN)
-        ]
-        rows.append((workload, metric, unit, clock, len(values), *stats))
-    return rows
-
-
-def _journal_mode_wal(connection: sqlite3.Connection) -> None:
-    """Switch to WAL, waiting (bounded) for a concurrent first writer.
-
-    SQLite does not call its busy handler for a journal-mode change: two
-    processes creating the store at once can see "database is locked" at once.
-    """
-    deadline = time.monotonic() + BUSY_TIMEOUT_S
-    while True:
-        try:
-            connection.execute("PRAGMA journal_mode = WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() >= deadline:
-                raise
-            time.sleep(0.02)
-
-
 @dataclass(frozen=True, slots=True)
 class StoredRun:
-    """A stored run's identity: its id, commit, machine fingerprint and bundle path."""
+    """A stored run: where its data is (its bundle directory, which may be gone; its values).
+
+    ``stored_schema`` is the store schema the run was written under; below
+    :data:`~harness.store.schema.VALUES_SINCE` the store has no values of it.
+    """
 
     run_id: str
-    git_sha: str
+    bundle_path: Path
     fingerprint: str
-    bundle_path: str
+    stored_schema: int
+    git_sha: str = ""  # "" when the run did not record its commit
+
+    @property
+    def values_stored(self) -> bool:
+        """Whether :meth:`HistoryStore.load_run` can rebuild the run from the store."""
+        return self.stored_schema >= VALUES_SINCE
+
+    @property
+    def loadable(self) -> bool:
+        """Whether its bundle directory exists or the store has its values."""
+        return self.values_stored or self.bundle_path.is_dir()
+
+
+def _insert(table: str, columns: str) -> str:
+    count = len(columns.split(","))
+    return f"INSERT INTO {table} ({columns}) VALUES ({', '.join('?' * count)})"
+
+
+_RUN_COLUMNS = (
+    "run_id, started_utc, finished_utc, profile, git_sha, branch, dirty, fingerprint, "
+    "cpu_model, python_version, workloads, targets_total, targets_passed, determinism, "
+    "passed, bundle_path, recorded_utc, stored_schema"
+)
+_VERDICT_COLUMNS = (
+    "run_id, target, workload, metric, statistic, clock, unit, direction, bound, value, "
+    "spread_low, spread_high, spread_method, margin, outcome, n, rounds"
+)
+_STATS_COLUMNS = "run_id, workload, metric, unit, clock, n, p50, p95, p99, median, mean"
+_SAMPLE_COLUMNS = "run_id, workload, metric, unit, clock, layout, packed_values"
+_PYPERF_COLUMNS = "run_id, position, workload, benchmark, unit, layout, packed_values"
+_CALIBRATION_COLUMNS = (
+    "calibration_id, fingerprint, profile, workload, metric, statistic, unit, clock, "
+    "rounds, noise, mde, created"
+)
 
 
 class HistoryStore:
@@ -206,77 +137,25 @@ class HistoryStore:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        try:
-            connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise EnvironmentRefused(
-                f"cannot open the history store: {exc}", where=str(self.path)
-            ) from None
-        try:
-            connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            _journal_mode_wal(connection)
-            connection.execute("PRAGMA foreign_keys = ON")
-            yield connection
-        except (sqlite3.IntegrityError, sqlite3.ProgrammingError):
-            raise  # a bug in what is stored, not an unusable store
-        except sqlite3.DatabaseError as exc:
-            raise EnvironmentRefused(
-                f"history store unusable: {exc}",
-                where=str(self.path),
-                expected="a history store written by `harness run`",
-            ) from None
-        finally:
-            connection.close()
-
-    @contextmanager
-    def _transaction(self, connection: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            yield connection
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        connection.execute("COMMIT")
-
-    def _ensure_schema(self, connection: sqlite3.Connection) -> None:
-        """Create the schema (inside the caller's transaction) or check its version."""
-        for statement in _SCHEMA.split(";"):
-            if statement.strip():
-                connection.execute(statement)
-        row = connection.execute("SELECT max(version) FROM schema_version").fetchone()
-        version = row[0] if row else None
-        if version is None:
-            connection.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
-        elif version in _MIGRATABLE:
-            connection.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
-        elif version != SCHEMA_VERSION:
-            raise EnvironmentRefused(
-                f"history store of schema version {version}",
-                where=str(self.path),
-                expected=f"schema version {SCHEMA_VERSION}",
-            )
-
     def append_run(self, bundle: Bundle) -> bool:
-        """Store ``bundle``'s run, statistics and verdicts in one transaction.
+        """Store ``bundle``'s run, statistics, verdicts, manifest and values in one transaction.
 
         False when the run was already stored (nothing is changed then).
         """
         manifest = bundle.manifest
         environment = manifest.environment
         stats = workload_stats((*bundle.samples, *bundle.pyperf_samples()))
-        with self._connect() as connection, self._transaction(connection):
-            self._ensure_schema(connection)
-            exists = connection.execute(
-                "SELECT 1 FROM runs WHERE run_id = ?", (manifest.run_id,)
-            ).fetchone()
-            if exists:
+        samples = rounds.sample_series(bundle.samples)
+        pyperf = rounds.pyperf_series(bundle)
+        run_id = manifest.run_id
+        with writing(self.path) as connection:
+            exists = connection.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,))
+            if exists.fetchone():
                 return False
             connection.execute(
-                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                _insert("runs", _RUN_COLUMNS),
                 (
-                    manifest.run_id,
+                    run_id,
                     manifest.started_utc,
                     manifest.finished_utc,
                     manifest.profile.name,
@@ -293,17 +172,17 @@ class HistoryStore:
                     int(manifest.passed),
                     str(bundle.path.resolve()),
                     datetime.now(UTC).isoformat(timespec="seconds"),
+                    SCHEMA_VERSION,
                 ),
             )
             connection.executemany(
-                "INSERT INTO workload_stats VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(manifest.run_id, *row) for row in stats],
+                _insert("workload_stats", _STATS_COLUMNS), [(run_id, *row) for row in stats]
             )
             connection.executemany(
-                "INSERT INTO verdicts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                _insert("verdicts", _VERDICT_COLUMNS),
                 [
                     (
-                        manifest.run_id,
+                        run_id,
                         v.target.name,
                         v.target.workload,
                         v.target.metric,
@@ -324,14 +203,116 @@ class HistoryStore:
                     for v in manifest.verdicts
                 ],
             )
+            connection.execute(
+                "INSERT INTO run_manifests (run_id, manifest) VALUES (?, ?)",
+                (run_id, rounds.pack_manifest(manifest)),
+            )
+            connection.executemany(
+                _insert("sample_series", _SAMPLE_COLUMNS),
+                [
+                    (run_id, s.workload, s.metric, s.unit, s.clock, s.layout, s.packed_values)
+                    for s in samples
+                ],
+            )
+            connection.executemany(
+                _insert("pyperf_series", _PYPERF_COLUMNS),
+                [
+                    (run_id, p.position, p.workload, p.benchmark, p.unit, p.layout, p.packed_values)
+                    for p in pyperf
+                ],
+            )
         return True
+
+    def stored_run(self, run_id: str) -> StoredRun | None:
+        """Where run ``run_id``'s data is; None when no run of that id is stored."""
+        found = self._stored_runs("WHERE run_id = ?", (run_id,))
+        return found[0] if found else None
+
+    def good_runs(self, *, exclude: str = "") -> list[StoredRun]:
+        """The runs that passed every target with a deterministic replay, newest first."""
+        return self._stored_runs(
+            "WHERE passed = 1 AND determinism = ? AND run_id != ? "
+            "ORDER BY started_utc DESC, run_id DESC",
+            (DeterminismStatus.DETERMINISTIC.value, exclude),
+        )
+
+    def last_good_run(self, *, exclude: str = "") -> StoredRun | None:
+        """The newest of :meth:`good_runs` (None when there is none, or no store)."""
+        if not self.path.is_file():
+            return None
+        good = self.good_runs(exclude=exclude)
+        return good[0] if good else None
+
+    def _stored_runs(self, where: str, params: Sequence[Any]) -> list[StoredRun]:
+        with reading(self.path) as (connection, version):
+            if version is None:
+                return []
+            stored = "stored_schema" if version >= VALUES_SINCE else str(version)
+            rows = connection.execute(
+                f"SELECT run_id, bundle_path, fingerprint, {stored}, git_sha FROM runs {where}",
+                params,
+            ).fetchall()
+        return [
+            StoredRun(str(r[0]), Path(str(r[1])), str(r[2]), int(r[3]), str(r[4] or ""))
+            for r in rows
+        ]
+
+    def run_bundle(self, run: StoredRun) -> Bundle:
+        """``run``'s bundle: its directory while that exists, else rebuilt by :meth:`load_run`."""
+        return (
+            load_bundle(run.bundle_path) if run.bundle_path.is_dir() else self.load_run(run.run_id)
+        )
+
+    def load_run(self, run_id: str) -> Bundle:
+        """Run ``run_id``'s bundle rebuilt from the store alone (see :mod:`harness.store.rounds`).
+
+        Its ``path`` is the stored bundle path, which may no longer exist; it has
+        no OpenTelemetry points and no profiles. Raises
+        :class:`~harness.errors.BundleError` when no such run is stored, or when
+        it was stored without its values (before schema 3).
+        """
+        where = f"{self.path}: run {run_id}"
+        run = self.stored_run(run_id)
+        if run is None:
+            raise BundleError("no stored run of this id", where=where)
+        if not run.values_stored:
+            directory = (
+                f"load its bundle directory {run.bundle_path}"
+                if run.bundle_path.is_dir()
+                else "its bundle directory is gone"
+            )
+            raise BundleError(
+                f"run {run_id} was stored without its values (schema {run.stored_schema}); "
+                + directory,
+                where=str(self.path),
+                expected=f"a run stored at schema {VALUES_SINCE} or later",
+            )
+        with reading(self.path) as (connection, _):
+            manifest = connection.execute(
+                "SELECT manifest FROM run_manifests WHERE run_id = ?", (run_id,)
+            ).fetchone()
+            sample_rows = connection.execute(
+                f"SELECT {_SAMPLE_COLUMNS} FROM sample_series WHERE run_id = ?", (run_id,)
+            ).fetchall()
+            pyperf_rows = connection.execute(
+                f"SELECT {_PYPERF_COLUMNS} FROM pyperf_series WHERE run_id = ? ORDER BY position",
+                (run_id,),
+            ).fetchall()
+        if manifest is None:
+            raise BundleError("no stored manifest of this run", where=where)
+        return rounds.rebuild(
+            run.bundle_path,
+            bytes(manifest[0]),
+            [rounds.SampleSeries(*row[1:]) for row in sample_rows],
+            [rounds.PyperfSeries(*row[1:]) for row in pyperf_rows],
+            where,
+        )
 
     def append_calibration(self, rows: Sequence[CalibrationRow]) -> None:
         """Store one calibration's rows in one transaction (all or none)."""
-        with self._connect() as connection, self._transaction(connection):
-            self._ensure_schema(connection)
+        with writing(self.path) as connection:
             connection.executemany(
-                "INSERT INTO calibrations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                _insert("calibrations", _CALIBRATION_COLUMNS),
                 [
                     (
                         r.calibration_id,
@@ -359,15 +340,12 @@ class HistoryStore:
         """
         if not self.path.is_file():
             return ()
-        with self._connect() as connection:
-            table = connection.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'calibrations'"
-            ).fetchone()
-            if table is None:
+        with reading(self.path) as (connection, version):
+            if version is None or version < 2:
                 return ()
             rows = connection.execute(
-                """
-                SELECT * FROM calibrations WHERE calibration_id = (
+                f"""
+                SELECT {_CALIBRATION_COLUMNS} FROM calibrations WHERE calibration_id = (
                     SELECT calibration_id FROM calibrations WHERE fingerprint = ?
                     ORDER BY created DESC, calibration_id DESC LIMIT 1)
                 ORDER BY workload, metric, statistic
@@ -395,21 +373,12 @@ class HistoryStore:
     def query(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
         """The rows of a read-only query as a DataFrame.
 
-        Raises :class:`~harness.errors.EnvironmentRefused` when there is no store
-        at :attr:`path` (a query never creates one).
+        Raises :class:`~harness.store.schema.StoreError` when there is no store
+        at :attr:`path` (a query never creates one) or it has no history tables.
         """
-        if not self.path.is_file():
-            raise EnvironmentRefused(
-                "no history store",
-                where=str(self.path),
-                expected="a history.sqlite written by `harness run`",
-            )
-        with self._connect() as connection:
-            row = connection.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
-            ).fetchone()
-            if row is None:
-                raise EnvironmentRefused(
+        with reading(self.path) as (connection, version):
+            if version is None:
+                raise StoreError(
                     "no history tables in the file",
                     where=str(self.path),
                     expected="a history store written by `harness run`",
@@ -417,30 +386,6 @@ class HistoryStore:
             return pd.read_sql_query(sql, connection, params=list(params))
 
     def integrity_check(self) -> str:
-        """SQLite's ``PRAGMA integrity_check`` result (``"ok"`` when sound)."""
-        with self._connect() as connection:
-            return str(connection.execute("PRAGMA integrity_check").fetchone()[0])
-
-    def last_good_run(self, *, exclude: str = "") -> StoredRun | None:
-        """The newest run that passed every target with a deterministic replay, or None.
-
-        ``exclude`` (tonight's run id) is never picked. What it ran on and where its
-        bundle was: enough to re-measure its commit when its numbers cannot be used.
-        """
-        frame = self.query(
-            """
-            SELECT run_id, git_sha, fingerprint, bundle_path FROM runs
-            WHERE passed = 1 AND determinism = 'deterministic' AND run_id != ?
-            ORDER BY started_utc DESC, run_id DESC LIMIT 1
-            """,
-            (exclude,),
-        )
-        if frame.empty:
-            return None
-        row = frame.iloc[0]
-        return StoredRun(
-            run_id=str(row["run_id"]),
-            git_sha=str(row["git_sha"] or ""),
-            fingerprint=str(row["fingerprint"]),
-            bundle_path=str(row["bundle_path"]),
-        )
+        """SQLite's ``PRAGMA integrity_check``: ``"ok"``, or its problems on one short line."""
+        with reading(self.path) as (connection, _):
+            return problems_line(connection.execute("PRAGMA integrity_check").fetchall())

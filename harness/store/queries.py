@@ -11,28 +11,37 @@ import pandas as pd
 
 from harness.errors import TargetsError
 from harness.store.db import HistoryStore
+from harness.store.schema import VALUES_SINCE
 
 __all__ = ["render", "runs", "target_history"]
 
+_RUN_COLUMNS = (
+    "run_id", "started_utc", "profile", "sha", "branch", "dirty", "determinism", "passed",
+    "targets", "values",
+)  # fmt: skip
+
 
 def runs(store: HistoryStore, *, limit: int | None = None) -> pd.DataFrame:
-    """One row a run (the ``limit`` most recent ones), oldest first."""
+    """One row a run (the ``limit`` most recent ones), oldest first.
+
+    Column ``values`` says whether the store keeps the run's per-round values
+    (runs stored before schema 3 do not: they need their bundle directory).
+    """
     frame = store.query(
-        """
-        SELECT run_id, started_utc, profile, substr(coalesce(git_sha, ''), 1, 7) AS sha,
-               branch, dirty, targets_passed, targets_total, determinism, passed
-        FROM runs ORDER BY started_utc DESC, run_id DESC LIMIT ?
-        """,
+        "SELECT * FROM runs ORDER BY started_utc DESC, run_id DESC LIMIT ?",
         (-1 if limit is None else limit,),
     )
     frame = frame.iloc[::-1].reset_index(drop=True)
+    frame["sha"] = [str(sha or "")[:7] for sha in frame["git_sha"]]
     frame["targets"] = [
         f"{passed}/{total}"
         for passed, total in zip(frame["targets_passed"], frame["targets_total"], strict=True)
     ]
     frame["passed"] = frame["passed"].astype(bool)
     frame["dirty"] = frame["dirty"].map({1: True, 0: False})
-    return frame.drop(columns=["targets_passed", "targets_total"])
+    stored = frame["stored_schema"] if "stored_schema" in frame else pd.Series(0, index=frame.index)
+    frame["values"] = stored >= VALUES_SINCE
+    return frame[list(_RUN_COLUMNS)]
 
 
 def target_history(store: HistoryStore, target: str, *, limit: int | None = None) -> pd.DataFrame:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
@@ -154,7 +155,7 @@ def test_calibrate_runs_the_real_workload_command(
 
 def test_a_schema_1_store_is_migrated_when_a_calibration_is_stored(tmp_path: Path) -> None:
     db = tmp_path / "history.sqlite"
-    with sqlite3.connect(db) as connection:
+    with contextlib.closing(sqlite3.connect(db)) as connection, connection:
         connection.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
         connection.execute("INSERT INTO schema_version VALUES (1)")
     store = HistoryStore(db)

@@ -1,10 +1,14 @@
-"""The history store: one transaction a run, concurrent writers, pandas queries."""
+"""The history store: one transaction a run, concurrent writers, pandas queries.
+
+See also test_store_alone.py (the store alone is enough) and test_store_hostile.py.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import multiprocessing
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import msgspec
@@ -140,9 +144,11 @@ def test_a_store_of_a_newer_schema_is_refused_unchanged(tmp_path: Path) -> None:
     bundle = load_bundle(build_bundle(tmp_path, RUN_ID))
     store = HistoryStore(tmp_path / "history.sqlite")
     store.append_run(bundle)
-    with sqlite3.connect(store.path) as connection:
+    with closing(sqlite3.connect(store.path)) as connection, connection:
         connection.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
-    connection.close()
     with pytest.raises(EnvironmentRefused, match=f"schema version {SCHEMA_VERSION + 1}"):
         store.append_run(_renamed(bundle, "another"))
-    assert store.query("SELECT run_id FROM runs")["run_id"].tolist() == [RUN_ID]
+    with pytest.raises(EnvironmentRefused, match=f"schema version {SCHEMA_VERSION + 1}"):
+        history.runs(store)  # a newer store is refused when read, too
+    with closing(sqlite3.connect(store.path)) as connection:
+        assert connection.execute("SELECT run_id FROM runs").fetchall() == [(RUN_ID,)]
