@@ -2,9 +2,11 @@
 
 Per round, interleaved in a balanced order, on the same no-op work (N items):
 the ordered pool at concurrency 1/4/16/64, ``asyncio.Semaphore`` + ``gather``,
-``asyncio.TaskGroup`` with a semaphore, aiometer, and a plain sequential loop.
-Recorded per round: ``item_cost_ratio_vs_semaphore`` (ordered pool at c=16 over
-Semaphore+gather at c=16, per item), per-item costs of each variant, and the
+``asyncio.TaskGroup`` with a semaphore, aiometer, the *floor* (16 plain worker
+tasks pulling from one shared iterator: no ordering, no bookkeeping) and a plain
+sequential loop. Recorded per round: ``item_cost_ratio_vs_semaphore`` and
+``item_cost_ratio_vs_floor`` (ordered pool at c=16 over Semaphore+gather, and
+over the floor, at c=16, per item), per-item costs of each variant, and the
 I/O efficiency of the pool and of Semaphore+gather (N items of a fixed sleep
 at concurrency c: ideal makespan ceil(N/c) x sleep over the actual one) and
 their ratio in the same round.
@@ -74,6 +76,23 @@ async def with_aiometer(items: int, concurrency: int, job: Callable[[], Awaitabl
     return time.perf_counter() - start
 
 
+async def worker_floor(items: int, concurrency: int, job: Callable[[], Awaitable[int]]) -> float:
+    """The floor of any pool: ``concurrency`` plain worker tasks pulling from one iterator.
+
+    No ordering, no bookkeeping, no result kept: what running ``items`` jobs ``c`` at
+    a time costs at least on this event loop. A reference, not a pool anyone should use.
+    """
+    jobs = iter([job] * items)
+
+    async def worker() -> None:
+        for each in jobs:
+            await each()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return time.perf_counter() - start
+
+
 async def sequential(items: int, _concurrency: int, job: Callable[[], Awaitable[int]]) -> float:
     start = time.perf_counter()
     for _ in range(items):
@@ -89,6 +108,7 @@ VARIANTS: dict[str, tuple[Callable[..., Awaitable[float]], int]] = {
     "semaphore_gather_c16": (semaphore_gather, 16),
     "task_group_c16": (task_group, 16),
     "aiometer_c16": (with_aiometer, 16),
+    "floor_c16": (worker_floor, 16),
     "sequential": (sequential, 1),
 }
 
@@ -109,6 +129,9 @@ async def one_round(round_: Round, number: int) -> float:
         "item_cost_ratio_vs_semaphore",
         [costs["ordered_pool_c16"] / costs["semaphore_gather_c16"]],
         unit="ratio",
+    )
+    round_.record(
+        "item_cost_ratio_vs_floor", [costs["ordered_pool_c16"] / costs["floor_c16"]], unit="ratio"
     )
     ideal = math.ceil(IO_ITEMS / IO_CONCURRENCY) * IO_SLEEP_S
     efficiencies: dict[str, float] = {}
