@@ -18,7 +18,11 @@ one concluded (the exit status is the worst of them, 2 over 1 over 0):
    * **none**: no good night is stored yet (the first night), or git cannot check
      out its commit: no comparison, saying why.
 
-3. ``harness report`` with the comparison.
+3. Change points over the stored nights of this branch, machine and profile
+   (:mod:`harness.judge.nights`): a step tonight opens beyond the threshold in the bad
+   direction is a regression (status 1) even when the pairwise comparison was
+   inconclusive; a single outlier night never is; too few nights yet is one line.
+4. ``harness report`` with the comparison.
 """
 
 from __future__ import annotations
@@ -33,7 +37,6 @@ from typing import TextIO
 from harness.bundle.files import load_bundle
 from harness.cli.options import EPILOG, Subparsers, add_workload_option
 from harness.errors import HarnessError
-from harness.judge.compare import last_good_bundle
 from harness.store.db import HISTORY_FILE, HistoryStore
 
 __all__ = ["Baseline", "add_parser", "choose_baseline", "latest_bundle", "nightly"]
@@ -60,6 +63,10 @@ class Baseline:
 
 def choose_baseline(history: Path, tonight: Path) -> Baseline:
     """The baseline path for tonight's bundle ``tonight`` (see the module's steps)."""
+    # Imported here, as every command imports its stage: importing the CLI must not
+    # import scipy (numpy.f2py, which it imports, reads $SOURCE_DATE_EPOCH).
+    from harness.judge.compare import last_good_bundle
+
     manifest = load_bundle(tonight).manifest
     fingerprint = manifest.environment.fingerprint_digest
     if not history.is_file():
@@ -121,9 +128,43 @@ def nightly(
         statuses.append(_remeasure(main, baseline, candidate, reports, selected, rounds, outputs))
     else:
         print(f"nightly: no comparison tonight: {baseline.why}", file=log)
+    statuses.append(_change_points(history, candidate, log))
     base = ["--base", str(comparison)] if comparison.exists() else []
     statuses.append(main(["report", str(candidate), "--history", str(history), *base]))
     return max(statuses)
+
+
+def _change_points(history: Path, tonight: Path, log: TextIO) -> int:
+    """1 when tonight opens a change point beyond the threshold in the bad direction.
+
+    Even where the pairwise comparison was inconclusive: a step over the nights is
+    a regression, a single outlier night never is.
+    """
+    from harness.judge.nights import night_changes
+    from harness.judge.targets import load_thresholds
+
+    if not history.is_file():
+        return 0
+    manifest = load_bundle(tonight).manifest
+    environment = manifest.environment
+    found = night_changes(
+        HistoryStore(history),
+        branch=environment.git.branch or "",
+        fingerprint=environment.fingerprint_digest,
+        profile=manifest.profile.name,
+        thresholds=load_thresholds(),
+    )
+    opened = found.tonight_regressions
+    print(
+        f"nightly: change points over {found.nights} night(s): {len(found.changes)} found, "
+        f"{len(opened)} regression(s) opened tonight",
+        file=log,
+    )
+    for change in opened:
+        print(f"nightly: change point: {change.describe()}", file=log)
+    for note in found.notes:
+        print(f"nightly: change points: {note}", file=log)
+    return 1 if opened else 0
 
 
 def _remeasure(

@@ -13,7 +13,7 @@ from harness.errors import TargetsError
 from harness.store.db import HistoryStore
 from harness.store.schema import VALUES_SINCE
 
-__all__ = ["render", "runs", "target_history"]
+__all__ = ["latest_identity", "night_series", "render", "runs", "target_history"]
 
 _RUN_COLUMNS = (
     "run_id", "started_utc", "profile", "sha", "branch", "dirty", "determinism", "passed",
@@ -70,6 +70,46 @@ def target_history(store: HistoryStore, target: str, *, limit: int | None = None
             expected=f"one of: {names}",
         )
     return frame.iloc[::-1].reset_index(drop=True)
+
+
+def latest_identity(store: HistoryStore) -> tuple[str, str, str] | None:
+    """The branch, machine fingerprint and profile of the newest stored run (None: no run)."""
+    frame = store.query(
+        "SELECT coalesce(branch, '') AS branch, fingerprint, profile FROM runs "
+        "ORDER BY started_utc DESC, run_id DESC LIMIT 1"
+    )
+    if frame.empty:
+        return None
+    row = frame.iloc[0]
+    return str(row["branch"]), str(row["fingerprint"]), str(row["profile"])
+
+
+def night_series(
+    store: HistoryStore, *, branch: str, fingerprint: str, profile: str
+) -> pd.DataFrame:
+    """Every night of one branch, machine and profile, oldest first: one row a series value.
+
+    Columns: run_id, started_utc, git_sha, kind (``metric``: a metric's median that
+    night; ``target``: a target's value), name (the metric or the target), workload,
+    metric, clock, value. The change points are looked for in these series.
+    """
+    return store.query(
+        """
+        SELECT r.run_id, r.started_utc, coalesce(r.git_sha, '') AS git_sha,
+               'metric' AS kind, s.metric AS name, s.workload, s.metric, s.clock,
+               s.median AS value
+        FROM workload_stats s JOIN runs r ON r.run_id = s.run_id
+        WHERE coalesce(r.branch, '') = ? AND r.fingerprint = ? AND r.profile = ?
+        UNION ALL
+        SELECT r.run_id, r.started_utc, coalesce(r.git_sha, ''), 'target', v.target,
+               v.workload, v.metric, v.clock, v.value
+        FROM verdicts v JOIN runs r ON r.run_id = v.run_id
+        WHERE coalesce(r.branch, '') = ? AND r.fingerprint = ? AND r.profile = ?
+          AND v.value IS NOT NULL
+        ORDER BY 2, 1
+        """,
+        (branch, fingerprint, profile) * 2,
+    )
 
 
 def render(frame: pd.DataFrame) -> str:
