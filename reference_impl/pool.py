@@ -37,15 +37,19 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import itertools
+import math
+import os
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sized
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from reference_impl.errors import ReferenceImplError
+from reference_impl.errors import ConfigError, ReferenceImplError
 
 __all__ = [
+    "INJECT_CPU_ENV",
     "ItemTimeout",
     "ItemTiming",
     "OrderedPool",
@@ -54,11 +58,56 @@ __all__ = [
     "PoolItemError",
     "PoolRun",
     "PoolStatistics",
+    "injected_cpu",
 ]
 
 T = TypeVar("T")
 Job = Callable[[], Awaitable[T]]
 Clock = Callable[[], float]
+
+
+# -- Planted CPU slowdown (AGENTBENCH_INJECT_CPU) -- begin ---------------------------
+# Exists only to validate the instruction clock (workloads.instructions): a known,
+# deterministic regression of the pool's per-item path. Off (0) by default.
+INJECT_CPU_ENV = "AGENTBENCH_INJECT_CPU"
+# Measured under cachegrind (CPython 3.11.7, x86-64; workloads.instructions): the
+# pool's own instructions per no-op item at concurrency 1 (switch off), and what one
+# step of run_one's count-down costs. A step is about 1.8 % of an item: 0.01 burns one
+# step (+1.7 %), 0.1 six (+10.7 %).
+_ITEM_INSTRUCTIONS = 10_173
+_BURN_STEP_INSTRUCTIONS = 184
+
+
+def injected_cpu() -> float:
+    """The planted CPU slowdown from ``$AGENTBENCH_INJECT_CPU``: a fraction (0.1 = 10 %).
+
+    0 when unset or empty; :class:`ConfigError` naming the variable for anything
+    but a finite number in [0, 10).
+    """
+    text = os.environ.get(INJECT_CPU_ENV, "").strip()
+    if not text:
+        return 0.0
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value < 10.0:
+        raise ConfigError(INJECT_CPU_ENV, f"{text!r}: expected a fraction >= 0 (0.1 = 10 %)")
+    return value
+
+
+@functools.cache
+def _cpu_burn() -> int:
+    """The steps run_one counts down per item: ``injected_cpu()`` x the item's instructions.
+
+    Read once per process (a pool is made per MCP hook segment: that path never
+    reads the environment); 0 when the switch is off. Up to 256 steps (fractions up
+    to about 4) every step costs the same (a small int: nothing is allocated).
+    """
+    return round(injected_cpu() * _ITEM_INSTRUCTIONS / _BURN_STEP_INSTRUCTIONS)
+
+
+# -- Planted CPU slowdown -- end -------------------------------------------------------
 
 
 class PoolItemError(ReferenceImplError):
@@ -174,6 +223,7 @@ class OrderedPool(Generic[T]):
         self.record_timings = record_timings
         self.max_ahead = max_ahead if max_ahead is not None else max(64, 4 * concurrency)
         self._clock = clock
+        self._cpu_burn = _cpu_burn()  # planted CPU slowdown: 0 unless AGENTBENCH_INJECT_CPU
         # Levels of the run in progress.
         self._active = 0
         self._total = 0
@@ -256,6 +306,7 @@ class OrderedPool(Generic[T]):
         clock = self._clock
         timeout_s = self.item_timeout_s
         record = self.record_timings
+        burn = self._cpu_burn  # planted CPU slowdown: 0 unless AGENTBENCH_INJECT_CPU
         timings: list[ItemTiming] = []
         # Jobs done but not yet committed: index -> (value or _Failure, done time).
         pending: dict[int, tuple[object, float]] = {}
@@ -344,6 +395,9 @@ class OrderedPool(Generic[T]):
             except Exception as exc:  # a job's failure is data: reported in order, never lost
                 value = _Failure(exc)
             self._active -= 1
+            steps = burn  # planted CPU slowdown (AGENTBENCH_INJECT_CPU): 0 when off
+            while steps:
+                steps -= 1
             finish(index, value, start, clock())
 
         def next_job() -> tuple[int, Job[T]] | None:

@@ -19,7 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from workloads.instructions import INSTRUCTION_OPS
+
 __all__ = [
+    "INSTRUCTIONS",
     "PROFILES",
     "SKIP_EXIT_STATUS",
     "WORKLOADS",
@@ -39,6 +42,9 @@ __all__ = [
 ]
 
 TRACES_DIR = Path(__file__).resolve().parent / "traces"
+# The instruction clock's pseudo-workload: run by the harness through
+# workloads.instructions (cachegrind), not as a pyperf script.
+INSTRUCTIONS = "instructions"
 # The exit status of a workload that skipped itself (automake's and meson's "skipped").
 SKIP_EXIT_STATUS = 77
 
@@ -128,7 +134,7 @@ class WorkloadInfo:
 
     name: str
     description: str
-    clock: Literal["wall", "trace"]
+    clock: Literal["wall", "trace", "instructions"]
     metrics: tuple[Metric, ...]
     traces: tuple[str, ...] = ()
 
@@ -295,6 +301,17 @@ WORKLOADS: dict[str, WorkloadInfo] = {
                 ratio("overhead_noop_items", offset=1.0),
             ),
             ("kernel-small",),
+        ),
+        WorkloadInfo(
+            INSTRUCTIONS,
+            "Instructions per operation of the CPU-bound paths under cachegrind (hash seed "
+            "fixed, ASLR off): a difference of two sizes in separate processes; exact run to "
+            "run on one machine",
+            "instructions",
+            tuple(
+                Metric(op.metric, Kind.COST, "instructions", pair="instructions")
+                for op in INSTRUCTION_OPS
+            ),
         ),
         WorkloadInfo(
             "graph_vs_langgraph",

@@ -30,7 +30,7 @@ __all__ = ["SAMPLES_DIR_ENV", "MetricSamples", "SampleSink", "read_samples"]
 
 SAMPLES_DIR_ENV = "AGENTBENCH_SAMPLES_DIR"
 
-Clock = Literal["wall", "trace"]
+Clock = Literal["wall", "trace", "instructions"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,10 +42,11 @@ class Statistic(enum.StrEnum):
 
 
 class Clock(enum.StrEnum):
-    """Real time on the benchmark machine, or the runtime's virtual (trace) time."""
+    """Real time on the machine, the runtime's virtual (trace) time, or instructions counted."""
 
     WALL = "wall"
     TRACE = "trace"
+    INSTRUCTIONS = "instructions"
 
 
 class Unit(enum.StrEnum):
@@ -54,6 +55,7 @@ class Unit(enum.StrEnum):
     SECONDS = "s"
     RATIO = "ratio"
     PER_HOUR = "per_hour"
+    INSTRUCTIONS = "instructions"
 
 
 class Direction(enum.StrEnum):
@@ -164,4 +166,6 @@ def format_quantity(value: float | None, unit: Unit) -> str:
         return f"{value * 1e6:.4g} µs"
     if unit is Unit.PER_HOUR:
         return f"{value:.4g}/h"
+    if unit is Unit.INSTRUCTIONS:
+        return f"{value:,.0f} instr"
     return f"{value:.4g}"
