@@ -16,13 +16,15 @@ import gzip
 import io
 import os
 import random
+import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from reference_impl import virtual_time
 from workloads.drivers import CANONICAL, run_trace_records
+from workloads.errors import WorkloadsError
 from workloads.trace import (
     FORMAT_NAME,
     SCHEMA_VERSION,
@@ -37,7 +39,15 @@ from workloads.trace import (
     TraceWriter,
 )
 
-__all__ = ["SCENARIOS", "Scenario", "record"]
+__all__ = [
+    "SCENARIOS",
+    "SOURCE_DATE_EPOCH_ENV",
+    "Scenario",
+    "record",
+    "render",
+    "source_date_epoch",
+    "write_trace",
+]
 
 PRODUCER = "agentbench harness record 0.1.0"
 
@@ -183,8 +193,31 @@ SCENARIOS: dict[str, Scenario] = {
 }
 
 
+SOURCE_DATE_EPOCH_ENV = "SOURCE_DATE_EPOCH"
+# The last second of year 9999: beyond it no date can be written as YYYY-mm-dd.
+_MAX_EPOCH = 253_402_300_799
+
+
+def source_date_epoch() -> int:
+    """``$SOURCE_DATE_EPOCH`` (0 when unset or empty), checked.
+
+    :class:`~workloads.errors.WorkloadsError` naming the variable for anything but
+    a whole number of seconds since 1970-01-01 UTC up to year 9999 (the
+    reproducible-builds convention: decimal digits only).
+    """
+    text = os.environ.get(SOURCE_DATE_EPOCH_ENV, "").strip()
+    if not text:
+        return 0
+    if not (text.isascii() and text.isdigit()) or int(text) > _MAX_EPOCH:
+        raise WorkloadsError(
+            f"{SOURCE_DATE_EPOCH_ENV}={text[:40]!r}: expected a whole number of seconds "
+            "since 1970-01-01 UTC (e.g. `git log -1 --format=%ct`)"
+        )
+    return int(text)
+
+
 def _created() -> str:
-    epoch = int(os.environ.get("SOURCE_DATE_EPOCH", "0"))
+    epoch = source_date_epoch()
     return dt.datetime.fromtimestamp(epoch, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -193,6 +226,17 @@ def record(scenario_name: str, seed: int, out: Path) -> Footer:
 
     ``out`` ending in ``.gz`` is gzip-compressed (with a fixed mtime, so the bytes
     are reproducible too). Raises ``KeyError`` for an unknown scenario.
+    """
+    data, footer = render(scenario_name, seed)
+    write_trace(data, out)
+    return footer
+
+
+def render(scenario_name: str, seed: int) -> tuple[bytes, Footer]:
+    """The trace of ``scenario_name`` with ``seed`` (uncompressed JSON lines), and its footer.
+
+    Raises ``KeyError`` for an unknown scenario, :class:`~workloads.errors.WorkloadsError`
+    for a bad ``$SOURCE_DATE_EPOCH``.
     """
     scenario = SCENARIOS[scenario_name]
     header = Header(
@@ -219,16 +263,64 @@ def record(scenario_name: str, seed: int, out: Path) -> Footer:
         counts=dict(outcome.counts),
     )
     writer.finish(footer)
-    data = buffer.getvalue()
+    return buffer.getvalue(), footer
+
+
+def write_trace(data: bytes, out: Path) -> None:
+    """Write the trace ``data`` (from :func:`render`) to ``out`` atomically (gzip for ``.gz``).
+
+    A temporary file in ``out``'s directory is renamed over ``out``: a reader sees
+    the old file or the new one, never half of one. The rename replaces whatever is
+    at ``out``: ``harness record`` refuses anything but a regular file first. The
+    file gets the permissions of the one it replaces, or the umask's.
+    """
     if out.suffix == ".gz":
         data = gzip.compress(data, mtime=0)
     out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode = os.stat(out).st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0o022)  # read by setting it: restored at once
+        os.umask(umask)
+        mode = 0o666 & ~umask
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+            os.fchmod(fh.fileno(), mode)
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return footer
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m workloads.scenarios SCENARIO SEED``: the trace's bytes on stdout.
+
+    ``harness record`` runs this in a child process under another hash seed and
+    compares the bytes with its own: a recording must not depend on the seed.
+    Exit 0; 2 with one line on stderr for an unknown scenario or a bad seed or
+    ``$SOURCE_DATE_EPOCH``.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if len(args) != 2 or args[0] not in SCENARIOS:
+            raise WorkloadsError(
+                f"usage: python -m workloads.scenarios SCENARIO SEED (SCENARIO one of "
+                f"{', '.join(SCENARIOS)}), not {' '.join(args)!r}"
+            )
+        try:
+            seed = int(args[1])
+        except ValueError:
+            raise WorkloadsError(f"seed {args[1]!r}: expected an integer") from None
+        data, _ = render(args[0], seed)
+    except WorkloadsError as exc:
+        print(f"workloads.scenarios: error: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

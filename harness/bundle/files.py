@@ -24,7 +24,10 @@ Guarantees:
 * Run ids (``YYYYmmddTHHMMSSZ-<sha7>-<random6>``) sort by start time (UTC).
 * :func:`load_bundle` validates every file and raises
   :class:`~harness.errors.BundleError` naming the file (and line or field) and
-  what is missing or wrong.
+  what is missing or wrong, never another exception: bytes that are not UTF-8
+  JSON in any file, a samples file with more or fewer lines of a workload than
+  the manifest records (``WorkloadRun.samples``), a negative duration on the
+  trace clock (naming workload, metric and round).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import json
 import os
 import secrets
 import shutil
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -143,7 +147,9 @@ class Interleaving(msgspec.Struct, frozen=True, kw_only=True):
     and each benchmark's ``k``-th pyperf run is round ``k``; the same ``k`` on the
     two sides is a pair. ``method`` is ``"ABBA"`` or ``"random"`` (a seeded,
     balanced permutation; ``seed`` reproduces it). ``env`` holds the variables
-    set for this side only (``--base-env`` / ``--candidate-env``).
+    set for this side only (``--base-env`` / ``--candidate-env``). ``reruns`` says
+    which rounds were run again because other processes took the CPU during them
+    (the second run replaced the first), and why.
     """
 
     side: str
@@ -155,6 +161,7 @@ class Interleaving(msgspec.Struct, frozen=True, kw_only=True):
     order: list[str]
     pair_id: str
     env: dict[str, str] = msgspec.field(default_factory=dict)
+    reruns: list[str] = msgspec.field(default_factory=list)
 
 
 class Manifest(msgspec.Struct, frozen=True, kw_only=True):
@@ -365,6 +372,7 @@ def load_bundle(path: Path | str) -> Bundle:
                 expected="a complete bundle: " + ", ".join(BUNDLE_FILES),
             )
     manifest = _load_manifest(path / MANIFEST)
+    _check_results_shape(path / RESULTS)
     suite = _load_suite(path / RESULTS)
     names = set(suite.get_benchmark_names())
     for workload in manifest.workloads:
@@ -375,11 +383,13 @@ def load_bundle(path: Path | str) -> Bundle:
                     where=str(path / RESULTS),
                     expected="every benchmark the manifest lists",
                 )
+    samples = _load_samples(path / SAMPLES)
+    _check_sample_counts(path / SAMPLES, manifest, samples)
     return Bundle(
         path=path,
         manifest=manifest,
         suite=suite,
-        samples=_load_samples(path / SAMPLES),
+        samples=samples,
         metrics=_load_metrics(path / METRICS),
         profiles=_load_profiles(path / PROFILES),
     )
@@ -403,6 +413,12 @@ def _load_manifest(path: Path) -> Manifest:
         text, _, field = str(exc).partition(" - at `")
         where = f"{path}: field {field.rstrip('`')}" if field else str(path)
         raise BundleError(text, where=where, expected="a manifest of schema 1") from None
+    except msgspec.DecodeError as exc:
+        # The schema-only pass skips the fields it does not read, so bytes that are
+        # not UTF-8 in any other field surface only here.
+        raise BundleError(
+            f"unreadable manifest: {exc}", where=str(path), expected="UTF-8 JSON"
+        ) from None
 
 
 def _load_suite(path: Path) -> Any:
@@ -414,17 +430,99 @@ def _load_suite(path: Path) -> Any:
         ) from None
 
 
+def _check_results_shape(path: Path) -> None:
+    """Refuse JSON that pyperf's loader would meet with an AttributeError, not a ValueError.
+
+    pyperf takes the file's top level (and its ``metadata``) for objects; any other
+    JSON value (``[]``, ``null``, ``"x"``) would escape as a traceback.
+    """
+    try:
+        top = msgspec.json.decode(path.read_bytes())
+    except (OSError, msgspec.DecodeError) as exc:
+        raise BundleError(
+            f"not a pyperf benchmark suite: {exc}", where=str(path), expected="pyperf JSON"
+        ) from None
+    if not isinstance(top, dict):
+        raise BundleError(
+            f"the top level is a JSON {type(top).__name__}",
+            where=str(path),
+            expected="pyperf JSON (an object with version, benchmarks, metadata)",
+        )
+    for field, kind in (("metadata", dict), ("benchmarks", list)):
+        if field in top and not isinstance(top[field], kind):
+            raise BundleError(
+                f"{field} is a JSON {type(top[field]).__name__}",
+                where=f"{path}: field {field}",
+                expected=f"pyperf JSON ({field}: a JSON {'object' if kind is dict else 'array'})",
+            )
+    for index, bench in enumerate(top.get("benchmarks") or ()):
+        runs = bench.get("runs", []) if isinstance(bench, dict) else None
+        if (
+            not isinstance(bench, dict)
+            or not isinstance(bench.get("metadata", {}), dict)
+            or not isinstance(runs, list)
+            or not all(isinstance(run, dict) for run in runs)
+            or not all(isinstance(run.get("metadata", {}), dict) for run in runs)
+        ):
+            raise BundleError(
+                "not a benchmark object",
+                where=f"{path}: field benchmarks[{index}]",
+                expected="pyperf JSON (each benchmark an object: metadata, runs of objects)",
+            )
+
+
 def _load_samples(path: Path) -> tuple[MetricSamples, ...]:
     samples: list[MetricSamples] = []
     with path.open("rb") as fh:
         for number, line in enumerate(fh, start=1):
             try:
-                samples.append(msgspec.json.decode(line, type=MetricSamples))
+                sample = msgspec.json.decode(line, type=MetricSamples)
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
                 raise BundleError(
                     str(exc), where=f"{path}:{number}", expected="one MetricSamples object a line"
                 ) from None
+            _check_sample(sample, f"{path}:{number}")
+            samples.append(sample)
     return tuple(samples)
+
+
+# Units the trace clock cannot make negative: it never runs backwards, so a duration
+# (or a count per hour of it) below zero is a damaged or hand-edited file.
+_NON_NEGATIVE_TRACE_UNITS = frozenset({"s", "per_hour"})
+
+
+def _check_sample(sample: MetricSamples, where: str) -> None:
+    if sample.clock != "trace" or sample.unit not in _NON_NEGATIVE_TRACE_UNITS:
+        return
+    negative = next((value for value in sample.values if value < 0), None)
+    if negative is not None:
+        raise BundleError(
+            f"workload {sample.workload}, metric {sample.metric}, round {sample.round}: "
+            f"{negative:g} {sample.unit} on the trace clock",
+            where=where,
+            expected="values >= 0 (the trace clock never runs backwards)",
+        )
+
+
+def _check_sample_counts(path: Path, manifest: Manifest, samples: Sequence[MetricSamples]) -> None:
+    """Every workload has as many sample lines as the manifest says it wrote."""
+    counts = Counter(sample.workload for sample in samples)
+    for workload in manifest.workloads:
+        found = counts.pop(workload.name, 0)
+        if found != workload.samples:
+            raise BundleError(
+                f"{found} sample lines of workload {workload.name}, "
+                f"but the manifest records {workload.samples}",
+                where=str(path),
+                expected="every line the run wrote (a truncated or edited file?)",
+            )
+    if counts:
+        stray = sorted(counts)[0]
+        raise BundleError(
+            f"{counts[stray]} sample lines of workload {stray}, which the manifest does not list",
+            where=str(path),
+            expected="samples of the manifest's workloads only",
+        )
 
 
 def _load_metrics(path: Path) -> tuple[dict[str, Any], ...]:

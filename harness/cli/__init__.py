@@ -24,6 +24,7 @@ from harness.cli.options import EPILOG
 from harness.errors import ExitCode, HarnessError
 from reference_impl.errors import ReferenceImplError
 from workloads.errors import WorkloadsError
+from workloads.scenarios import source_date_epoch
 
 __all__ = ["build_parser", "entry", "main"]
 
@@ -64,6 +65,13 @@ def error_line(exc: BaseException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the exit status (the console script exits with it)."""
+    try:
+        # Before anything imports scipy (building compare's help does): numpy.f2py,
+        # which it imports, parses this variable at import time, with a traceback.
+        source_date_epoch()
+    except WorkloadsError as exc:
+        print(error_line(exc), file=sys.stderr)
+        return ExitCode.BAD_INPUT
     parser = build_parser()
     args = parser.parse_args(argv)
     command: Command | None = getattr(args, "handler", None)

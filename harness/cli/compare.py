@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from harness.bundle.paths import check_output_file, write_text_atomically
 from harness.cli.options import Subparsers, fraction
 from harness.errors import HarnessError
 
@@ -105,6 +106,11 @@ def _compare_command(args: argparse.Namespace) -> int:
 
     threshold = fraction(args.threshold, "--threshold")
     fdr_q = fraction(args.fdr, "--fdr")
+    # Refused before the comparison runs, not after it: see check_output_file.
+    if args.json:
+        check_output_file(args.json, "--json")
+    if args.markdown:
+        check_output_file(args.markdown, "--markdown")
     expected = 1 if args.last_good else 2
     if len(args.sides) != expected:
         raise HarnessError(
@@ -135,8 +141,8 @@ def _compare_command(args: argparse.Namespace) -> int:
     if args.json:
         import json
 
-        args.json.write_text(json.dumps(result.as_json(), indent=2) + "\n", encoding="utf-8")
+        write_text_atomically(args.json, json.dumps(result.as_json(), indent=2) + "\n")
     if args.markdown:
-        args.markdown.write_text(compare.format_markdown(result), encoding="utf-8")
+        write_text_atomically(args.markdown, compare.format_markdown(result))
     print(compare.format_table(result))
     return result.exit_status(fail_on_inconclusive=args.fail_on_inconclusive)

@@ -119,6 +119,9 @@ _HEADER = re.compile(r"^\s*\[\[\s*target\s*\]\]")
 _THRESHOLDS = re.compile(r"^\s*\[\s*thresholds\s*\]")
 _TOML_LINE = re.compile(r"at line (\d+)")
 _NAME = re.compile(r"^[a-z][a-z0-9_.-]*$")
+# A duration or a rate is never negative: such a bound is a typo that would pass
+# (min) or fail (max) every run whatever it measured. A ratio may be anything.
+_NON_NEGATIVE_UNITS = frozenset({Unit.SECONDS, Unit.PER_HOUR})
 
 
 def load_targets(
@@ -307,6 +310,10 @@ def _parse_one(
     metric = strings["metric"]
     clock = Clock(strings["clock"])
     unit = Unit(strings["unit"])
+    if unit in _NON_NEGATIVE_UNITS and bound < 0:
+        raise fail(
+            "bound", f"bound is {bound!r} {unit.value}", f"a bound >= 0 for unit {unit.value}"
+        )
     if metric == PYPERF_METRIC:
         if clock is not Clock.WALL or unit is not Unit.SECONDS:
             raise fail("clock", "pyperf values are wall-clock seconds", "clock wall and unit s")

@@ -3,8 +3,11 @@
 One run, in order:
 
 1. Check the input before spending minutes: profile, workload names, the
-   targets file, the ``--otlp-endpoint`` URL, that the output directory is
-   writable, that every shipped trace the selected workloads read exists.
+   targets file, the planted-regression switches (``AGENTBENCH_INJECT_SLOWDOWN``,
+   ``AGENTBENCH_INJECT_CPU``), the ``--otlp-endpoint`` URL, that the output
+   directory is writable, that the history store is one this user can write,
+   that every shipped trace the selected workloads read exists. Then remove the
+   scratch directories that SIGKILLed runs left behind (see :func:`scratch_dir`).
 2. Run each workload's pyperf command (:func:`workloads.registry.command`) as a
    subprocess, with ``AGENTBENCH_SAMPLES_DIR`` (a fresh directory) and
    ``AGENTBENCH_PROFILE`` set; progress goes to stderr.
@@ -34,15 +37,19 @@ skipped itself measured nothing and is a :class:`~harness.errors.WorkloadError`.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import re
+import shutil
+import stat
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -63,6 +70,7 @@ from harness.bundle.files import (
     pyperf_samples,
     write_bundle,
 )
+from harness.bundle.paths import file_kind
 from harness.bundle.verdicts import (
     Target,
     Unit,
@@ -80,7 +88,11 @@ from harness.judge.targets import (
 from harness.measure import replay
 from harness.measure.profiles import HotPath, profile_hot_paths
 from harness.store.db import HISTORY_FILE, HistoryStore
+from harness.store.db import SCHEMA_VERSION as HISTORY_SCHEMA_VERSION
+from reference_impl.errors import ConfigError
+from reference_impl.pool import INJECT_CPU_ENV, injected_cpu
 from workloads import registry
+from workloads.drivers import INJECT_SLOWDOWN_ENV, injected_slowdown
 from workloads.samples import SAMPLES_DIR_ENV, MetricSamples, read_samples
 from workloads.trace import trace_id
 
@@ -167,6 +179,12 @@ class Progress:
         """The line saying how a workload ended."""
         self._write(index, name, text, final=True)
 
+    def write(self, text: str) -> None:
+        """One line of its own (a note between progress lines), with the time elapsed."""
+        prefix = "\r\x1b[K" if self.stream.isatty() else ""
+        self.stream.write(f"{prefix}{text}, {self.elapsed():.1f} s elapsed\n")
+        self.stream.flush()
+
     def _write(self, index: int, name: str, text: str, *, final: bool) -> None:
         message = f"[{index}/{self.total}] {name} ... {text}, {self.elapsed():.1f} s elapsed"
         prefix = "\r\x1b[K" if self.stream.isatty() else ""
@@ -226,6 +244,139 @@ def check_writable(out_dir: Path) -> None:
         ) from None
 
 
+def check_switches() -> None:
+    """The planted-regression switches, checked before anything is measured.
+
+    ``AGENTBENCH_INJECT_SLOWDOWN`` and ``AGENTBENCH_INJECT_CPU`` are read deep
+    inside the workloads and the replay; a bad value found there would cost a
+    whole run first. :class:`~harness.errors.EnvironmentRefused` naming the variable.
+    """
+    for variable, read in (
+        (INJECT_SLOWDOWN_ENV, injected_slowdown),
+        (INJECT_CPU_ENV, injected_cpu),
+    ):
+        try:
+            read()
+        except (ValueError, ConfigError):
+            raise EnvironmentRefused(
+                repr(os.environ.get(variable, "")),
+                where=variable,
+                expected="unset, or a fraction in [0, 10) (0.1 = 10 %)",
+            ) from None
+
+
+def check_history_store(path: Path) -> None:
+    """The history store can take this run's row: absent (made on append) or a writable store.
+
+    Checked before anything is measured: a store that is not one (another file, a
+    directory), one this user cannot write, or one of a newer schema would refuse
+    the run only at its very end. Read through :class:`HistoryStore` only.
+    """
+    expected = "a history.sqlite of `harness run` that this user can write (or --no-history)"
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return  # created on append, in the output directory already proven writable
+    except OSError as exc:
+        raise EnvironmentRefused(
+            f"cannot inspect the history store ({exc.strerror or exc})",
+            where=str(path),
+            expected=expected,
+        ) from None
+    if not stat.S_ISREG(mode):
+        raise EnvironmentRefused(
+            f"{file_kind(mode)}, not a history store", where=str(path), expected=expected
+        )
+    if not os.access(path, os.R_OK | os.W_OK):
+        raise EnvironmentRefused(
+            "the history store is not writable", where=str(path), expected=expected
+        )
+    frame = HistoryStore(path).query("SELECT max(version) AS version FROM schema_version")
+    try:
+        version = int(frame["version"].iloc[0])
+    except (IndexError, TypeError, ValueError):
+        return  # no version row yet (NULL, read as None or NaN): the first append writes it
+    if version > HISTORY_SCHEMA_VERSION:
+        raise EnvironmentRefused(
+            f"history store of schema version {version}",
+            where=str(path),
+            expected=f"schema version {HISTORY_SCHEMA_VERSION} or older (a newer harness wrote it)",
+        )
+
+
+# Scratch directories: /tmp/agentbench-<run-id>-<random>, one per run, removed at its
+# end. A SIGKILLed run cannot remove its own, so each run holds an flock on a file
+# inside its directory while it lives, and every run removes, at its start, the
+# unlocked ones older than STALE_SCRATCH_AGE_S (never one a live run holds).
+SCRATCH_PREFIX = "agentbench-"
+SCRATCH_LOCK = ".lock"
+STALE_SCRATCH_AGE_S = 6 * 3600.0
+_SCRATCH_NAME = re.compile(r"^agentbench-\d{8}T\d{6}Z-[0-9A-Za-z]+-[0-9a-f]{6}-")
+
+
+@contextmanager
+def scratch_dir(run_id: str, root: Path | None = None) -> Iterator[Path]:
+    """A fresh scratch directory for run ``run_id``, locked while in use, then removed."""
+    path = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{run_id}-", dir=root))
+    try:
+        with (path / SCRATCH_LOCK).open("wb") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def clean_stale_scratch(
+    root: Path | None = None, *, max_age_s: float = STALE_SCRATCH_AGE_S, now: float | None = None
+) -> list[Path]:
+    """Remove the run scratch directories of dead runs; the ones removed.
+
+    Only directories named like a run's (not a symlink, owned by this user) whose
+    modification time is older than ``max_age_s`` and whose lock no live process
+    holds (or that have none: a run of a harness before the locks). The lock is
+    held while the directory is removed, so a run can never lose its own.
+    """
+    root = Path(tempfile.gettempdir()) if root is None else root
+    now = time.time() if now is None else now
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not _SCRATCH_NAME.match(entry.name):
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if (
+            not stat.S_ISDIR(info.st_mode)
+            or info.st_uid != os.getuid()
+            or now - info.st_mtime < max_age_s
+        ):
+            continue
+        path = Path(entry.path)
+        try:
+            fd = os.open(path / SCRATCH_LOCK, os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            fd = None
+        except OSError:
+            continue
+        try:
+            if fd is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # a live run holds it
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+        finally:
+            if fd is not None:
+                os.close(fd)
+    return removed
+
+
 def selected_workloads(names: Sequence[str]) -> list[str]:
     """The workloads ``names`` asks for (all when empty), deduplicated, in order.
 
@@ -270,6 +421,38 @@ def _run_workload(
     """Run one workload's pyperf command; its wall time in seconds."""
     argv = registry.command(name, profile, output)
     return run_workload_command(argv, name, workdir / name, env, progress, index)
+
+
+def instruction_samples(
+    env: Mapping[str, str], progress: Progress, index: int, round_id: str = "1-1"
+) -> tuple[tuple[MetricSamples, ...], float]:
+    """The instruction clock's figures as samples (one value a metric), and the wall time.
+
+    Without valgrind (or setarch) the pseudo-workload skips itself, with the line that
+    says how to install it (:class:`~harness.errors.WorkloadSkipped`).
+    """
+    from workloads import instructions
+
+    name = registry.INSTRUCTIONS
+    started = time.monotonic()
+    progress.start(index, name)
+    try:
+        instructions.require_tools()
+    except instructions.InstructionsUnavailable as exc:
+        line = registry.skip_line(name, str(exc))
+        progress.end(index, name, "SKIPPED")
+        raise WorkloadSkipped(line, elapsed_s=time.monotonic() - started) from None
+    switches = {k: v for k, v in env.items() if k.startswith("AGENTBENCH_INJECT")}
+    figures = instructions.measure_all(env=switches)
+    samples = tuple(
+        MetricSamples(
+            name, figure.metric, round_id, instructions.UNIT, "instructions", (figure.per_op,)
+        )
+        for figure in figures
+    )
+    elapsed = time.monotonic() - started
+    progress.end(index, name, f"done, {len(samples)} paths counted")
+    return samples, elapsed
 
 
 def run_workload_command(
@@ -372,17 +555,20 @@ def run(options: RunOptions, *, progress: TextIO | None = None) -> RunResult:
         )
     selected = selected_workloads(options.workloads)
     targets = load_targets(options.targets_path, registry.WORKLOADS)
+    check_switches()
     if options.otlp_endpoint is not None:
         _check_endpoint(options.otlp_endpoint)
     check_writable(options.out_dir)
+    if options.history:
+        check_history_store(options.out_dir / HISTORY_FILE)
     traces = _trace_ids(selected)
     env_facts = environment.collect(system_show=options.system_show)
     started = datetime.now(UTC)
     run_id = new_run_id(env_facts.git.short_sha, started)
     tracker = Progress(stream, len(selected))
+    clean_stale_scratch()
 
-    with tempfile.TemporaryDirectory(prefix=f"agentbench-{run_id}-") as scratch:
-        workdir = Path(scratch)
+    with scratch_dir(run_id) as workdir:
         samples_dir = workdir / "samples"
         samples_dir.mkdir()
         child_env = {
@@ -395,8 +581,16 @@ def run(options: RunOptions, *, progress: TextIO | None = None) -> RunResult:
         outputs: list[tuple[str, Path]] = []
         elapsed: dict[str, float] = {}
         skipped: dict[str, str] = {}
+        counted: tuple[MetricSamples, ...] = ()
         for index, name in enumerate(selected, start=1):
             output = workdir / f"{name}.pyperf.json"
+            if name == registry.INSTRUCTIONS:
+                try:
+                    counted, elapsed[name] = instruction_samples(child_env, tracker, index)
+                except WorkloadSkipped as skip:
+                    elapsed[name], skipped[name] = skip.elapsed_s, skip.line
+                    stream.write(skip.line + "\n")
+                continue
             try:
                 elapsed[name] = _run_workload(
                     name, profile, output, workdir, child_env, tracker, index
@@ -407,13 +601,13 @@ def run(options: RunOptions, *, progress: TextIO | None = None) -> RunResult:
             outputs.append((name, output))
         if not outputs:
             raise WorkloadError(
-                "nothing was measured: every selected workload skipped itself "
-                "(its line above says why)",
+                "nothing was measured by pyperf: every selected workload skipped itself "
+                "(its line above says why), or only the instruction clock was selected",
                 where="--workload",
-                expected="at least one workload that can run here",
+                expected="at least one pyperf workload that can run here",
             )
         suite, benchmarks = merge_results(outputs)
-        samples = read_workload_samples(samples_dir)
+        samples = (*read_workload_samples(samples_dir), *counted)
 
     if options.replay:
         stream.write("replaying the shipped traces for the determinism check ...\n")
