@@ -28,6 +28,18 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *session.posargs)
 
 
+@nox.session(python=["3.11", "3.12", "3.13"])
+def versions(session: nox.Session) -> None:
+    """The suite but its slow real-server tests, on each Python the project supports.
+
+    ``nox -s versions`` runs every interpreter found; `.ci/run` runs the ones present
+    (``nox -s versions-3.13``). The machine fingerprint records the version, so a
+    comparison never mixes them.
+    """
+    _install(session, "test")
+    session.run("pytest", "-m", "not slow", *session.posargs)
+
+
 @nox.session(python=PYTHON)
 def lint(session: nox.Session) -> None:
     """ruff check, ruff format --check, mypy (strict) and import-linter's contracts."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.cli.options import ExitCode, Subparsers, add_workload_option
+from harness.cli.options import ExitCode, Subparsers, add_workload_option, duration, fraction
 
 __all__ = ["add_parser"]
 
@@ -82,6 +82,28 @@ def add_parser(subparsers: Subparsers) -> None:
         default=Path(),
         help="the git repository the refs belong to; default: the current directory",
     )
+    interleave.add_argument(
+        "--until-decided",
+        action="store_true",
+        help="after --rounds, keep adding round pairs (AB, BA) while any row's minimum "
+        "detectable effect is above its threshold (`harness compare` would call it "
+        "inconclusive), up to --budget; the rule reads the noise, never the difference",
+    )
+    interleave.add_argument(
+        "--budget",
+        metavar="TIME",
+        default="20m",
+        help="wall-time budget of --until-decided: seconds, or with s, m or h; "
+        "default: %(default)s",
+    )
+    interleave.add_argument(
+        "--threshold",
+        metavar="FRACTION",
+        type=float,
+        default=0.05,
+        help="the change --until-decided must be able to detect ([thresholds] of the "
+        "targets file per workload); default: %(default)s",
+    )
     interleave.set_defaults(handler=_interleave_command)
 
 
@@ -105,6 +127,9 @@ def _interleave_command(args: argparse.Namespace) -> int:
             base_env=parse_assignments(args.base_env, "--base-env"),
             candidate_env=parse_assignments(args.candidate_env, "--candidate-env"),
             repo=args.repo,
+            until_decided=args.until_decided,
+            budget_s=duration(args.budget, "--budget"),
+            threshold=fraction(args.threshold, "--threshold"),
         )
     )
     print(f"base: {result.base_bundle}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import TypeAlias
 
@@ -15,6 +16,7 @@ __all__ = [
     "Subparsers",
     "add_db_option",
     "add_workload_option",
+    "duration",
     "fraction",
 ]
 
@@ -50,6 +52,23 @@ def add_db_option(parser: argparse.ArgumentParser, help_text: str) -> None:
         default=DEFAULT_DB,
         help=f"{help_text}; default: %(default)s",
     )
+
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def duration(text: str, flag: str) -> float:
+    """Seconds of ``90``, ``90s``, ``20m`` or ``1.5h``; otherwise the one-line error."""
+    number, unit = (text[:-1], text[-1]) if text and text[-1] in _UNITS else (text, "s")
+    try:
+        seconds = float(number) * _UNITS[unit]
+    except ValueError:
+        seconds = math.nan
+    if not seconds > 0.0 or math.isinf(seconds):
+        raise HarnessError(
+            f"{flag} {text!r}", where=flag, expected="a positive duration: 90, 90s, 20m or 1.5h"
+        )
+    return seconds
 
 
 def fraction(value: float, flag: str) -> float:

@@ -57,6 +57,7 @@ from harness.bundle.verdicts import (
 from harness.errors import BundleError, EnvironmentRefused, ExitCode
 from harness.judge import stats
 from harness.judge.stats import RowVerdict
+from harness.judge.where import HotPathWhere, format_seconds, load_profiles, where_of_rows
 from harness.store.db import CalibrationRow, HistoryStore
 from workloads import registry
 from workloads.registry import Better
@@ -92,6 +93,11 @@ JSON_SCHEMA = 1
 # distribution: compared on its p50, p95 and p99.
 LATENCY_MIN_VALUES = 5
 LATENCY_STATISTICS = (Statistic.P50, Statistic.P95, Statistic.P99)
+# The instruction clock (cachegrind, seed fixed, ASLR off) repeats to the digit; an
+# unrelated edit moves a count by up to 0.1 % (where objects land in memory). A change
+# within INSTRUCTION_FLOOR is no change; the default threshold is INSTRUCTION_THRESHOLD.
+INSTRUCTION_FLOOR = 0.002
+INSTRUCTION_THRESHOLD = 0.01
 # A per-round percentile needs values enough to have a few beyond it: 1 / (1 - p).
 MIN_VALUES_A_ROUND = {Statistic.P95: 20, Statistic.P99: 100}
 _PAIRED_ROUND = re.compile(r"^r(\d+):")
@@ -213,7 +219,9 @@ class CompareOptions:
     calibration: Calibration | None = None
 
     def threshold_of(self, workload: str) -> float:
-        """The threshold of ``workload``."""
+        """The threshold of ``workload`` (the instruction clock's own default: 1 %)."""
+        if workload == registry.INSTRUCTIONS:
+            return self.thresholds.get(workload, INSTRUCTION_THRESHOLD)
         return self.thresholds.get(workload, self.threshold)
 
 
@@ -537,7 +545,7 @@ def _compare_one(
     if not base_stats or not cand_stats:
         side = "base" if not base_stats else "candidate"
         return _Pending(_error_row(base, statistic.value, threshold, f"no values in {side}"), None)
-    exact_clock = base.clock == "trace" and candidate.clock == "trace"
+    exact_clock = base.clock == candidate.clock and base.clock in ("trace", "instructions")
     every = [*base_stats.values(), *cand_stats.values()]
     # A trace-clock figure may be 0 on both sides (no approval waited at all):
     # equal, exactly, and compared below; a timed one must be positive for a ratio.
@@ -685,10 +693,12 @@ def compare_rounds(
         if index in reference:  # a peer's own figure: shown with its interval, not tested
             rows.append(dataclasses.replace(current, verdict=RowVerdict.REFERENCE))
             continue
-        if current.p_raw is None:  # exact (trace clock)
-            significant_p = 1.0 if current.ratio == 1.0 else 0.0
-            verdict = _classify(current, significant_p, 0.0, options)
-            rows.append(dataclasses.replace(current, verdict=verdict, noise=0.0))
+        if current.p_raw is None:  # exact: the trace clock, or instructions within their floor
+            floor = INSTRUCTION_FLOOR if current.clock == "instructions" else 0.0
+            ratio = current.ratio if current.ratio is not None else 1.0
+            moved = abs(math.log(ratio)) > math.log1p(floor) if ratio > 0 else True
+            verdict = _classify(current, 0.0 if moved else 1.0, floor, options)
+            rows.append(dataclasses.replace(current, verdict=verdict, noise=0.0, mde=floor))
             continue
         noise = item.estimate.noise
         standard_error = item.estimate.standard_error
@@ -1069,10 +1079,53 @@ def _headline(comparison: Comparison) -> str:
     return f"verdict: {comparison.verdict.value.upper()} ({len(comparison.rows)} rows: {summary})"
 
 
+# What a reader acts on first: the order of the rows in the table and the Markdown.
+_READING_ORDER = (
+    RowVerdict.REGRESSION,
+    RowVerdict.ERROR,
+    RowVerdict.SLOWER,
+    RowVerdict.FASTER,
+    RowVerdict.INCONCLUSIVE,
+    RowVerdict.REFERENCE,
+    RowVerdict.NO_CHANGE,
+)
+# Folded away in the Markdown: nothing to act on.
+_FOLDED = (RowVerdict.NO_CHANGE, RowVerdict.REFERENCE)
+# A GitHub comment holds at most this many characters.
+GITHUB_COMMENT_LIMIT = 65_536
+_WHERE_FUNCTIONS = 5
+
+
+def _in_reading_order(rows: Iterable[Row]) -> list[Row]:
+    """Regressions first, then errors, slower, faster, inconclusive, reference, no change;
+    the largest change first within a verdict, then by name."""
+
+    def key(row: Row) -> tuple[int, float, str, str, str]:
+        size = (
+            abs(math.log(row.ratio))
+            if row.ratio is not None and row.ratio > 0 and math.isfinite(row.ratio)
+            else 0.0
+        )
+        return (_READING_ORDER.index(row.verdict), -size, row.workload, row.metric, row.statistic)
+
+    return sorted(rows, key=key)
+
+
+def _table_cells(row: Row) -> tuple[str, ...]:
+    """:func:`_cells` with the verdict first."""
+    cells = _cells(row)
+    return (cells[-1], *cells[:-1])
+
+
 def format_table(comparison: Comparison) -> str:
-    """The terminal table; its first line is the comparison's verdict."""
-    table = [_HEADER, *(_cells(row) for row in comparison.rows)]
-    widths = [max(len(cells[i]) for cells in table) for i in range(len(_HEADER))]
+    """The terminal table; its first line is the comparison's verdict.
+
+    Rows in reading order (regressions first, no change last), the verdict in the
+    first column.
+    """
+    header = (_HEADER[-1], *_HEADER[:-1])
+    table = [header, *(_table_cells(row) for row in _in_reading_order(comparison.rows))]
+    widths = [max(len(cells[i]) for cells in table) for i in range(len(header))]
     lines = [_headline(comparison)]
     lines.extend(f"  {reason}" for reason in comparison.reasons)
     lines.extend(f"WARNING: {warning}" for warning in comparison.warnings)
@@ -1092,41 +1145,226 @@ def format_table(comparison: Comparison) -> str:
     return "\n".join(lines)
 
 
-def format_markdown(comparison: Comparison) -> str:
-    """Markdown for a pull-request comment: verdict first, then the table, details folded."""
-    lines = [f"**Comparison verdict: {comparison.verdict.value}**", ""]
-    for warning in comparison.warnings:
-        lines.append(f"> **Warning:** {warning}")
-    if comparison.warnings:
-        lines.append("")
-    shown = [row for row in comparison.rows if row.verdict is not RowVerdict.NO_CHANGE]
-    header = ("workload", "metric", "stat", "ratio", "95% CI", "p BH", "MDE", "verdict")
-    lines.append("| " + " | ".join(header) + " |")
-    lines.append("|" + "---|" * len(header))
-    for row in shown or comparison.rows:
-        cells = _cells(row)
-        lines.append(
-            "| "
-            + " | ".join(
-                (cells[0], cells[1], cells[2], cells[4], cells[5], cells[7], cells[9], cells[12])
-            )
-            + " |"
+@dataclass(slots=True)
+class _MarkdownBlock:
+    """Lines of the Markdown: a head, rows that may be cut for length, a tail."""
+
+    head: list[str]
+    rows: list[str] = field(default_factory=list)
+    tail: list[str] = field(default_factory=list)
+    kept: int = -1  # rows kept; -1: all
+
+
+def _md(text: str) -> str:
+    """``text`` safe in a Markdown table cell."""
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _markdown_row(cells: Iterable[str]) -> str:
+    return "| " + " | ".join(_md(cell) for cell in cells) + " |"
+
+
+def _where_of(comparison: Comparison) -> tuple[HotPathWhere, ...]:
+    """The "where" of the comparison's rows, from the profiles in its two bundles.
+
+    Nothing when neither bundle has profiles (or is here to read); a bundle whose
+    profiles cannot be read counts as having none (its "where" says so).
+    """
+    profiles = []
+    for side in (comparison.base, comparison.candidate):
+        try:
+            profiles.append(load_profiles(Path(side.path)) if side.path else ())
+        except BundleError:
+            profiles.append(())
+    if not any(profiles):
+        return ()
+    return where_of_rows(
+        (
+            (row.workload, f"{row.workload}/{row.metric}/{row.statistic}", row.verdict.value)
+            for row in _in_reading_order(comparison.rows)
+        ),
+        profiles[0],
+        profiles[1],
+    )
+
+
+def _where_blocks(where: Sequence[HotPathWhere]) -> list[_MarkdownBlock]:
+    if not where:
+        return []
+    blocks = [
+        _MarkdownBlock(
+            [
+                "### Where the time went",
+                "",
+                "Per hot path behind a regression, slower or faster row: the functions whose own "
+                "time changed most between the two sides' profiles (one pyinstrument profile a "
+                "side: a change of a few 0.5 ms samples is noise).",
+                "",
+            ]
         )
-    if shown and len(shown) < len(comparison.rows):
-        lines.append("")
-        lines.append(f"{len(comparison.rows) - len(shown)} rows with no change are in the details.")
-    lines.append("")
-    lines.append("<details><summary>Every row, the method and the reasons</summary>")
-    lines.append("")
-    lines.append("| " + " | ".join(_HEADER) + " |")
-    lines.append("|" + "---|" * len(_HEADER))
-    for row in comparison.rows:
-        lines.append("| " + " | ".join(_cells(row)) + " |")
-    lines.append("")
-    for reason in comparison.reasons:
-        lines.append(f"- {reason}")
-    lines.append(f"- method: {comparison.method}")
-    lines.append(f"- base: `{comparison.base.run_id}`, candidate: `{comparison.candidate.run_id}`")
-    lines.append("")
-    lines.append("</details>")
-    return "\n".join(lines) + "\n"
+    ]
+    for entry in where:
+        rows = ", ".join(f"`{label}`" for label in entry.rows)
+        attribution = entry.attribution
+        if attribution is None:
+            blocks.append(_MarkdownBlock([f"**{entry.path}** ({rows}): {entry.note}.", ""]))
+            continue
+        unit = "whole run" if attribution.scale == "run" else f"per {attribution.scale}"
+        ratio = attribution.ratio
+        change = "" if ratio is None else f" ({ratio - 1:+.1%})"
+        blocks.append(
+            _MarkdownBlock(
+                [
+                    f"**{entry.path}** ({rows}), {unit}: base "
+                    f"{format_seconds(attribution.base_total_s)} → candidate "
+                    f"{format_seconds(attribution.candidate_total_s)}{change}; {attribution.note}.",
+                    "",
+                    "| function | where | own time, base | candidate | change | share of change |",
+                    "|---|---|---:|---:|---:|---:|",
+                ],
+                [
+                    _markdown_row(
+                        (
+                            f"`{item.function}`",
+                            f"`{item.where}`",
+                            format_seconds(item.base_s) if item.base_s else "-",
+                            format_seconds(item.candidate_s) if item.candidate_s else "-",
+                            ("+" if item.delta_s > 0 else "") + format_seconds(item.delta_s),
+                            "-" if item.share is None else f"{item.share:.0%}",
+                        )
+                    )
+                    for item in attribution.top(_WHERE_FUNCTIONS)
+                    if item.delta_s != 0
+                ],
+                [""],
+            )
+        )
+    return blocks
+
+
+def _fit(blocks: Sequence[_MarkdownBlock], limit: int) -> str:
+    """The blocks as text of at most ``limit`` characters: rows cut, last block first.
+
+    A block that lost rows says how many, and where to find them all.
+    """
+
+    def text() -> str:
+        lines: list[str] = []
+        for block in blocks:
+            lines.extend(block.head)
+            kept = len(block.rows) if block.kept < 0 else block.kept
+            lines.extend(block.rows[:kept])
+            if kept < len(block.rows):
+                lines.extend(
+                    [
+                        "",
+                        f"_... {len(block.rows) - kept} more row(s) left out: a pull-request "
+                        f"comment holds {limit} characters; `harness compare --json` has "
+                        "every row._",
+                    ]
+                )
+            lines.extend(block.tail)
+        return "\n".join(lines) + "\n"
+
+    rendered = text()
+    for block in reversed(blocks):
+        if len(rendered) <= limit:
+            break
+        sizes = [len(row) + 1 for row in block.rows]
+        kept = len(sizes)
+        excess = len(rendered) - limit + 200  # room for the note line
+        while kept and excess > 0:
+            kept -= 1
+            excess -= sizes[kept]
+        block.kept = kept
+        rendered = text()
+    if len(rendered) > limit:  # heads and tails alone exceed it: cut the text itself
+        note = "\n\n_... cut: a pull-request comment holds at most this many characters._\n"
+        rendered = rendered[: limit - len(note)] + note
+    return rendered
+
+
+def format_markdown(
+    comparison: Comparison,
+    *,
+    where: Sequence[HotPathWhere] | None = None,
+    limit: int = GITHUB_COMMENT_LIMIT,
+) -> str:
+    """Markdown for a pull-request comment, in the order a reader acts on it.
+
+    The verdict first; the rows to act on (regressions first, then errors, slower,
+    faster, inconclusive); "where the time went" when the bundles carry profiles
+    (``where``; None reads them from the two bundles' directories); then, folded in
+    ``<details>``, every row with every column, the reasons and the method. At most
+    ``limit`` characters (a GitHub comment's): rows are cut from the end, the
+    details' first, with a note saying how many.
+    """
+    head = [f"**Comparison verdict: {comparison.verdict.value}**", ""]
+    head.extend(f"> **Warning:** {_md(warning)}" for warning in comparison.warnings)
+    if comparison.warnings:
+        head.append("")
+    ordered = _in_reading_order(comparison.rows)
+    shown = [row for row in ordered if row.verdict not in _FOLDED]
+    counts = {verdict: sum(row.verdict is verdict for row in ordered) for verdict in RowVerdict}
+    head.append(
+        ", ".join(
+            f"**{counts[verdict]} {verdict.value}**"
+            if verdict is RowVerdict.REGRESSION
+            else f"{counts[verdict]} {verdict.value}"
+            for verdict in _READING_ORDER
+            if counts[verdict]
+        )
+        + f" (of {len(ordered)} rows; threshold {comparison.threshold:.0%}, "
+        f"Benjamini-Hochberg q={comparison.fdr_q:g})"
+    )
+    head.append("")
+    blocks = [_MarkdownBlock(head)]
+    if shown:
+        columns = ("verdict", "workload", "metric", "stat", "ratio", "95% CI", "p BH", "MDE")
+        blocks.append(
+            _MarkdownBlock(
+                [_markdown_row(columns), "|" + "---|" * len(columns)],
+                [
+                    _markdown_row(
+                        (
+                            f"**{cells[12]}**"
+                            if row.verdict is RowVerdict.REGRESSION
+                            else cells[12],
+                            *cells[0:3],
+                            cells[4],
+                            cells[5],
+                            cells[7],
+                            cells[9],
+                        )
+                    )
+                    for row in shown
+                    for cells in (_cells(row),)
+                ],
+                [""],
+            )
+        )
+    else:
+        blocks.append(_MarkdownBlock(["No row changed beyond its noise.", ""]))
+    blocks.extend(_where_blocks(_where_of(comparison) if where is None else where))
+    folded = len(ordered) - len(shown)
+    blocks.append(
+        _MarkdownBlock(
+            [
+                f"<details><summary>Every row ({folded} with no change or a reference figure "
+                "folded here), the method and the reasons</summary>",
+                "",
+                _markdown_row((_HEADER[-1], *_HEADER[:-1])),
+                "|" + "---|" * len(_HEADER),
+            ],
+            [_markdown_row(_table_cells(row)) for row in ordered],
+            [
+                "",
+                *(f"- {_md(reason)}" for reason in comparison.reasons),
+                f"- method: {comparison.method}",
+                f"- base: `{comparison.base.run_id}`, candidate: `{comparison.candidate.run_id}`",
+                "",
+                "</details>",
+            ],
+        )
+    )
+    return _fit(blocks, limit)

@@ -28,7 +28,10 @@ One comparison, in order:
 4. Per side, each sample's round id becomes ``r<k>:<side>:<original>``, each
    workload's per-round pyperf files are merged into one benchmark whose
    ``k``-th run is round ``k``, and the side is written as a bundle:
-   ``<out>/<run-id>-base`` and ``<out>/<run-id>-candidate``.
+   ``<out>/<run-id>-base`` and ``<out>/<run-id>-candidate``, with the hot paths'
+   profiles captured once per side after the last round, by the side's own
+   interpreter and harness, with its variables (:func:`capture_side_profiles`; a
+   side whose harness has none gets none, and a note says so).
 
 The pairing contract with ``harness compare``: samples whose round ids start with
 the same ``r<k>:`` on the two sides are a pair, and so are the ``k``-th pyperf
@@ -59,6 +62,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
+import functools
 import hashlib
 import os
 import random
@@ -79,6 +83,7 @@ from harness.bundle import environment
 from harness.bundle.files import (
     Determinism,
     DeterminismStatus,
+    HotPathProfile,
     Interleaving,
     Manifest,
     ProfileRecord,
@@ -87,11 +92,14 @@ from harness.bundle.files import (
     new_run_id,
     write_bundle,
 )
-from harness.bundle.verdicts import Target
+from harness.bundle.verdicts import PYPERF_METRIC, Target
 from harness.errors import EnvironmentRefused, WorkloadError, WorkloadSkipped
+from harness.judge.compare import CompareOptions, compare_rounds, sample_rounds
+from harness.judge.stats import RowVerdict
 from harness.judge.targets import (
     DEFAULT_TARGETS_PATH,
     load_targets,
+    load_thresholds,
 )
 from harness.measure.checkout import (
     Checkout,
@@ -101,6 +109,8 @@ from harness.measure.checkout import (
     repository_root,
     resolve_ref,
 )
+from harness.measure.load import LoadMeter, LoadReading
+from harness.measure.profiles import Capture, capture_in
 from harness.measure.run import (
     PROFILE_ENV,
     Progress,
@@ -126,9 +136,12 @@ __all__ = [
     "RoundRunner",
     "Side",
     "SidePreparer",
+    "SideProfiler",
+    "capture_side_profiles",
     "default_workloads",
     "interleave",
     "merge_rounds",
+    "no_profiles",
     "parse_assignments",
     "rewrite_round_ids",
     "round_order",
@@ -142,6 +155,7 @@ __all__ = [
 # while 12 rounds (p >= 0.0005) can. Twelve one-value rounds take the time of six
 # three-value rounds: about 10-12 minutes for the default workloads on 2 cores.
 DEFAULT_ROUNDS = 12
+DEFAULT_BUDGET_S = 20 * 60.0  # --until-decided stops adding rounds here
 DEFAULT_OUT = Path("reports") / "compare"
 # One pyperf worker process per round: the round is the unit of pairing, so the
 # process is too. One value after one warmup: more rounds buy more than more values
@@ -216,6 +230,9 @@ class InterleaveOptions:
     repo: Path = Path()
     targets_path: Path = DEFAULT_TARGETS_PATH
     system_show: bool = True
+    until_decided: bool = False
+    budget_s: float = DEFAULT_BUDGET_S
+    threshold: float = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,7 +277,27 @@ class RoundOutput:
     elapsed_s: float
 
 
+@dataclass(frozen=True, slots=True)
+class RoundNote:
+    """A round run again because other processes took the CPU during it."""
+
+    round_no: int
+    first: str
+    again: str
+    still_disturbed: bool
+
+    def describe(self) -> str:
+        """One line: which round, why, and how its second run went."""
+        line = f"round {self.round_no + 1} run again: {self.first}"
+        if self.still_disturbed:
+            line += f"; still disturbed the second time ({self.again}), kept"
+        return line
+
+
 RoundRunner = Callable[[RoundJob], RoundOutput]
+# Given what both sides measured so far, the rows still undecided (an MDE above the
+# threshold): ``--until-decided`` adds rounds while there are any.
+Decider = Callable[[Mapping["Side", "_Collected"]], list[str]]
 SidePreparer = Callable[[CheckoutRequest], contextlib.AbstractContextManager[Checkout]]
 
 
@@ -444,16 +481,64 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def undecided_rows(
+    collected: Mapping[Side, _Collected],
+    *,
+    threshold: float,
+    thresholds: Mapping[str, float],
+) -> list[str]:
+    """The rows ``harness compare`` would call inconclusive on what was measured so far.
+
+    Inconclusive means not significant with an MDE above the row's threshold: more
+    rounds can decide it. A row that is significant (either way) is decided, so the
+    rule reads the noise, never the size of the difference.
+    """
+    rounds = {}
+    for side, side_rounds in collected.items():
+        samples: list[MetricSamples] = []
+        for name in side_rounds.pyperf_files:
+            samples.extend(side_rounds.all_samples(name))
+            for round_no, path in sorted(side_rounds.pyperf_files[name].items()):
+                suite = pyperf.BenchmarkSuite.load(str(path))
+                values = tuple(float(v) for bench in suite for v in bench.get_values())
+                key = f"r{round_no}:{side}:pyperf"
+                samples.append(MetricSamples(name, PYPERF_METRIC, key, "s", "wall", values))
+        rounds[side] = sample_rounds(samples)
+    options = CompareOptions(threshold=threshold, thresholds=thresholds, resamples=200)
+    rows, _, _ = compare_rounds(rounds[Side.BASE], rounds[Side.CANDIDATE], options)
+    return [
+        f"{row.workload}/{row.metric}/{row.statistic}"
+        for row in rows
+        if row.verdict is RowVerdict.INCONCLUSIVE
+    ]
+
+
 # -- the comparison ----------------------------------------------------------------
 
 
 @dataclass(slots=True)
 class _Collected:
-    """What one side measured so far: per workload its round files and time; its samples."""
+    """What one side measured so far, per workload and round: its pyperf file and samples.
 
-    pyperf_files: dict[str, list[Path]] = dataclasses.field(default_factory=dict)
-    samples: dict[str, list[MetricSamples]] = dataclasses.field(default_factory=dict)
+    Keyed by round number, so a round run again (disturbed) replaces its first
+    measurement in place, and the ``k``-th pyperf run of a benchmark stays round ``k``.
+    """
+
+    pyperf_files: dict[str, dict[int, Path]] = dataclasses.field(default_factory=dict)
+    samples: dict[str, dict[int, tuple[MetricSamples, ...]]] = dataclasses.field(
+        default_factory=dict
+    )
     elapsed_s: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    def files(self, name: str) -> list[Path]:
+        """``name``'s pyperf files in round order."""
+        rounds = self.pyperf_files.get(name, {})
+        return [rounds[k] for k in sorted(rounds)]
+
+    def all_samples(self, name: str) -> tuple[MetricSamples, ...]:
+        """``name``'s samples in round order."""
+        rounds = self.samples.get(name, {})
+        return tuple(sample for k in sorted(rounds) for sample in rounds[k])
 
 
 @dataclass(frozen=True, slots=True)
@@ -476,13 +561,16 @@ def interleave(
     prepare: SidePreparer = installed_checkout,
     runner: RoundRunner = run_round,
     clock: Callable[[], float] = time.monotonic,
+    meter: Callable[[], LoadMeter] | None = None,
+    profiler: SideProfiler | None = None,
 ) -> InterleaveResult:
     """Run one interleaved comparison (see the module's steps and guarantees).
 
     ``prepare`` builds a side (default: worktree + virtualenv) and ``runner`` runs
     one job (default: a subprocess); both are injectable so that the orchestration
     is testable without either. Progress goes to ``progress`` (default: stderr),
-    its elapsed times from ``clock``.
+    its elapsed times from ``clock``. ``profiler`` captures a side's profiles
+    (default :func:`capture_side_profiles`; :func:`no_profiles` captures none).
     """
     stream = sys.stderr if progress is None else progress
     _check_options(options)
@@ -531,8 +619,29 @@ def interleave(
                 side_env={Side.BASE: options.base_env, Side.CANDIDATE: options.candidate_env},
                 scratch=scratch,
             )
-            collected, skipped = _run_rounds(plan, checkouts, runner, tracker)
+            decide = None
+            if options.until_decided:
+                thresholds = load_thresholds(options.targets_path)
+                decide = functools.partial(
+                    undecided_rows, threshold=options.threshold, thresholds=thresholds
+                )
+            collected, skipped, notes = _run_rounds(
+                plan,
+                checkouts,
+                runner,
+                tracker,
+                meter=meter or LoadMeter,
+                decide=decide,
+                budget_s=options.budget_s,
+                clock=clock,
+            )
+            stream.write(
+                f"{len(notes)} round(s) run again: "
+                + ("; ".join(note.describe() for note in notes) if notes else "none disturbed")
+                + "\n"
+            )
             finished = datetime.now(UTC)
+            profiles = _profile_sides(plan, checkouts, profiler or capture_side_profiles, stream)
             sides = {
                 side: _side_bundle(
                     side,
@@ -546,13 +655,14 @@ def interleave(
                     targets=targets,
                     started=started,
                     finished=finished,
+                    reruns=[note.describe() for note in notes],
                 )
                 for side in Side
             }
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     paths = {
-        side: write_bundle(options.out_dir, manifest, suite, samples, [])
+        side: write_bundle(options.out_dir, manifest, suite, samples, [], profiles[side])
         for side, (manifest, suite, samples) in sides.items()
     }
     return InterleaveResult(
@@ -564,15 +674,37 @@ def interleave(
 
 
 def _run_rounds(
-    plan: _Plan, checkouts: Mapping[Side, Checkout], runner: RoundRunner, tracker: Progress
-) -> tuple[dict[Side, _Collected], dict[str, str]]:
-    """Every round of every workload of both sides; what each side measured, and the skips."""
+    plan: _Plan,
+    checkouts: Mapping[Side, Checkout],
+    runner: RoundRunner,
+    tracker: Progress,
+    *,
+    meter: Callable[[], LoadMeter] = LoadMeter,
+    decide: Decider | None = None,
+    budget_s: float = 0.0,
+    clock: Callable[[], float] = time.monotonic,
+) -> tuple[dict[Side, _Collected], dict[str, str], list[RoundNote]]:
+    """Every round of every workload of both sides; what each side measured, the skips,
+    and a note for each round run again.
+
+    Each round is metered (:mod:`harness.measure.load`): one during which other
+    processes kept the CPU busy is run again, once, after the planned rounds, and
+    its second measurement replaces the first. With ``decide``, pairs of rounds
+    (``AB``, ``BA``) are added while ``decide`` names undecided rows and
+    ``budget_s`` allows (the rule looks only at the noise, never at the difference).
+    """
     collected = {side: _Collected() for side in Side}
     skipped: dict[str, str] = {}
     active = list(plan.names)
+    notes: list[RoundNote] = []
     tracker.total = len(plan.order) * len(active) * 2
+    started = clock()
     index = 0
-    for round_no, entry in enumerate(plan.order):
+
+    def one_round(round_no: int, entry: str) -> LoadReading:
+        nonlocal index
+        load = meter()
+        load.start()
         for name in list(active):
             for side in _sides_of(entry):
                 index += 1
@@ -584,25 +716,62 @@ def _run_rounds(
                         raise
                     skipped[name] = skip.line
                     active.remove(name)
+                    for side_rounds in collected.values():
+                        side_rounds.pyperf_files.pop(name, None)
+                        side_rounds.samples.pop(name, None)
                     # The jobs this workload will now never run leave the count.
                     first = side is _sides_of(entry)[0]
                     tracker.total -= (len(plan.order) - round_no - 1) * 2 + (1 if first else 0)
                     break
                 side_rounds = collected[side]
-                side_rounds.pyperf_files.setdefault(name, []).append(result.pyperf_json)
-                side_rounds.samples.setdefault(name, []).extend(
-                    rewrite_round_ids(read_workload_samples(result.samples_dir), round_no, side)
+                side_rounds.pyperf_files.setdefault(name, {})[round_no] = result.pyperf_json
+                side_rounds.samples.setdefault(name, {})[round_no] = rewrite_round_ids(
+                    read_workload_samples(result.samples_dir), round_no, side
                 )
                 side_rounds.elapsed_s[name] = side_rounds.elapsed_s.get(name, 0.0) + (
                     result.elapsed_s
                 )
+        return load.stop()
+
+    disturbed: list[tuple[int, LoadReading]] = []
+    for round_no, entry in enumerate(plan.order):
+        reading = one_round(round_no, entry)
+        if reading.disturbed:
+            disturbed.append((round_no, reading))
+            tracker.write(f"round {round_no + 1} disturbed: {reading.describe()}; run again last")
+    if disturbed:
+        tracker.total += len(disturbed) * len(active) * 2
+    for round_no, first in disturbed:
+        again = one_round(round_no, plan.order[round_no])
+        notes.append(RoundNote(round_no, first.describe(), again.describe(), again.disturbed))
+    while decide is not None and active:
+        undecided = decide(collected)
+        if not undecided:
+            tracker.write(f"every row decided after {len(plan.order)} rounds")
+            break
+        spent = clock() - started
+        per_round = spent / max(len(plan.order) + len(notes), 1)
+        if spent + 2 * per_round > budget_s:
+            tracker.write(
+                f"budget reached after {len(plan.order)} rounds: {len(undecided)} row(s) "
+                f"undecided ({', '.join(undecided[:3])}{', ...' if len(undecided) > 3 else ''})"
+            )
+            break
+        tracker.write(
+            f"{len(undecided)} row(s) undecided after {len(plan.order)} rounds (their MDE is "
+            f"above the threshold): adding 2 rounds"
+        )
+        tracker.total += 2 * len(active) * 2
+        for entry in ("AB", "BA"):
+            plan.order.append(entry)
+            one_round(len(plan.order) - 1, entry)
     if not active:
         raise WorkloadError(
             "nothing was measured: every selected workload skipped itself",
             where="; ".join(skipped.values()),
             expected="at least one workload that can run here",
         )
-    return collected, skipped
+    return collected, skipped, notes
 
 
 def _job(
@@ -615,6 +784,8 @@ def _job(
     tracker: Progress,
 ) -> RoundJob:
     workdir = plan.scratch / "rounds" / f"r{round_no}" / name / str(side)
+    while workdir.exists():  # the round is run again (it was disturbed)
+        workdir = workdir.with_name(f"{workdir.name}-again")
     samples_dir = workdir / "samples"
     samples_dir.mkdir(parents=True)
     output = workdir / f"{name}.pyperf.json"
@@ -651,6 +822,7 @@ def _side_bundle(
     targets: Sequence[Target],
     started: datetime,
     finished: datetime,
+    reruns: Sequence[str] = (),
 ) -> tuple[Manifest, Any, tuple[MetricSamples, ...]]:
     """One side's manifest, merged pyperf suite and samples, ready for ``write_bundle``."""
     measured = [name for name in plan.names if name not in skipped]
@@ -659,16 +831,16 @@ def _side_bundle(
     outputs: list[tuple[str, Path]] = []
     for name in measured:
         path = merged_dir / f"{name}.pyperf.json"
-        merge_rounds(name, collected.pyperf_files[name]).dump(str(path))
+        merge_rounds(name, collected.files(name)).dump(str(path))
         outputs.append((name, path))
     suite, benchmarks = merge_results(outputs)
-    samples = tuple(sample for name in measured for sample in collected.samples.get(name, ()))
+    samples = tuple(sample for name in measured for sample in collected.all_samples(name))
     workload_runs = [
         WorkloadRun(
             name=name,
             clock=registry.WORKLOADS[name].clock,
             benchmarks=benchmarks.get(name, []),
-            samples=len(collected.samples.get(name, ())) if name not in skipped else 0,
+            samples=len(collected.all_samples(name)) if name not in skipped else 0,
             elapsed_s=collected.elapsed_s.get(name, 0.0),
             traces=list(registry.WORKLOADS[name].traces),
             skipped=skipped.get(name, ""),
@@ -706,6 +878,54 @@ def _side_bundle(
             order=list(plan.order),
             pair_id=plan.run_id,
             env=dict(plan.side_env[side]),
+            reruns=list(reruns),
         ),
     )
     return manifest, suite, samples
+
+
+# -- profiles ----------------------------------------------------------------------
+
+# A side's profile capture: its checkout, its variables, a scratch directory to run from.
+SideProfiler = Callable[[Checkout, Mapping[str, str], Path], Capture]
+
+
+def capture_side_profiles(
+    checkout: Checkout, side_env: Mapping[str, str], workdir: Path
+) -> Capture:
+    """The hot paths' profiles of one side, captured by its own interpreter and harness.
+
+    Run from ``workdir`` (neutral: the side's installed code runs, not ours), with
+    our environment less what would make it run other code
+    (:func:`~harness.measure.checkout.clean_environ`) plus the side's own variables,
+    so a planted slowdown measured on a side shows in its profile.
+    """
+    env = clean_environ(os.environ)
+    for name in (SAMPLES_DIR_ENV, PROFILE_ENV):
+        env.pop(name, None)
+    env.update(side_env)
+    return capture_in(checkout.python, env=env, cwd=workdir)
+
+
+def no_profiles(checkout: Checkout, side_env: Mapping[str, str], workdir: Path) -> Capture:
+    """A :data:`SideProfiler` that captures nothing (a comparison without profiles)."""
+    return Capture((), "no profiles: not asked for")
+
+
+def _profile_sides(
+    plan: _Plan, checkouts: Mapping[Side, Checkout], profiler: SideProfiler, stream: TextIO
+) -> dict[Side, tuple[HotPathProfile, ...]]:
+    """Each side's profiles, base first, after every round (they never disturb one)."""
+    profiles: dict[Side, tuple[HotPathProfile, ...]] = {}
+    for side in Side:
+        checkout = checkouts[side]
+        label = f"{side} ({checkout.ref} = {checkout.sha[:7]})"
+        stream.write(f"profiling the hot paths of {label} ...\n")
+        stream.flush()
+        workdir = plan.scratch / "profiles" / str(side)
+        workdir.mkdir(parents=True, exist_ok=True)
+        capture = profiler(checkout, plan.side_env[side], workdir)
+        if capture.note:
+            stream.write(f"note: {label}: {capture.note}\n")
+        profiles[side] = capture.profiles
+    return profiles

@@ -11,7 +11,8 @@ Guarantees:
 * The HTML file is self-contained and works offline: CSS inline, charts as
   inline SVG, no script, no font, no image, nothing fetched from anywhere.
 * Both files are written atomically (a temporary file renamed over the target);
-  the bundle itself is never modified.
+  the bundle itself is never modified. A target that is not a regular file (a
+  symlink, a FIFO, a device, a directory) is refused before anything is rendered.
 * Everything is read from files (bundle, history, comparison). The only thing
   run; the hot paths' profiles are the ones the run captured into the bundle.
 * A missing or unreadable bundle or base raises :class:`~harness.errors.BundleError`
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import enum
 import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,9 +38,11 @@ from harness.bundle.files import (
     HotPathProfile,
     load_bundle,
 )
-from harness.errors import BundleError
+from harness.bundle.paths import check_output_file, write_text_atomically
+from harness.errors import BundleError, EnvironmentRefused
 from harness.report import sections as sections
 from harness.report.comparison import ComparisonSection, ComparisonState, comparison_section
+from harness.report.flame import ProfileGroup, profile_groups
 from harness.store.db import HISTORY_FILE
 
 __all__ = [
@@ -127,6 +129,7 @@ class _Report:
     dependencies: tuple[tuple[str, str], ...]
     tuning: tuple[str, ...]
     tuning_note: str
+    flames: tuple[ProfileGroup, ...] = ()
     clock_text: dict[str, str] = field(default_factory=lambda: dict(sections.CLOCK_TEXT))
 
 
@@ -213,7 +216,10 @@ def _profile_message(bundle: Bundle) -> str:
         )
     return (
         "Each hot path ran once in the measured checkout, in the run that wrote this bundle, "
-        "under pyinstrument (sampling every 0.5 ms); times are wall seconds on that machine."
+        "under pyinstrument (sampling every 0.5 ms); times are wall seconds on that machine. "
+        "Each graph is an icicle: the root on top, under each frame what it called, each box "
+        "as wide as its time (hover a box for its function, file, time and share). Frames "
+        "too narrow to see are left out; their time stays in their caller's box."
     )
 
 
@@ -235,6 +241,7 @@ def _build(bundle: Bundle, options: ReportOptions, history: Path) -> _Report:
         determinism=sections.determinism_section(manifest),
         profiles=bundle.profiles,
         profile_message=_profile_message(bundle),
+        flames=profile_groups(bundle.profiles),
         environment=sections.environment_rows(manifest),
         dependencies=tuple(sorted(environment.dependencies.items())),
         tuning=tuple(environment.system_tuning),
@@ -326,14 +333,7 @@ def render_summary(report: _Report, html_name: str) -> str:
 
 def _write_atomically(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, staging = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(staging, path)
-    except BaseException:
-        Path(staging).unlink(missing_ok=True)
-        raise
+    write_text_atomically(path, text)
 
 
 def write_report(options: ReportOptions) -> ReportResult:
@@ -343,6 +343,16 @@ def write_report(options: ReportOptions) -> ReportResult:
     history = options.history or bundle_path.parent / HISTORY_FILE
     html_path = options.out or bundle_path.parent / REPORT_FILE
     summary_path = options.summary or html_path.with_name(SUMMARY_FILE)
+    # Both paths refused before anything is rendered: each is replaced by a rename,
+    # which must never replace a symlink, a FIFO, a device or a directory.
+    check_output_file(html_path, "--out", create_parents=True)
+    check_output_file(summary_path, "--summary", create_parents=True)
+    if os.path.abspath(html_path) == os.path.abspath(summary_path):
+        raise EnvironmentRefused(
+            "the report and the summary would be the same file",
+            where=f"--out {html_path} --summary {summary_path}",
+            expected="two different paths",
+        )
     report = _build(bundle, options, history)
     _write_atomically(html_path, render_html(report))
     _write_atomically(summary_path, render_summary(report, html_path.name))

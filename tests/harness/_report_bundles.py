@@ -222,7 +222,7 @@ def build_report_bundle(
                 name=name,
                 clock=clocks[name],
                 benchmarks=[f"{name}_bench"],
-                samples=ROUNDS,
+                samples=sum(1 for s in samples if s.workload == name),
                 elapsed_s=1.0,
                 traces=[],
             )
@@ -241,8 +241,15 @@ def build_report_bundle(
     return write_bundle(out_dir, manifest, suite, samples, [], profiles)
 
 
-def build_history(out_dir: Path, runs: int = 4, *, other_branch_runs: int = 1) -> list[Path]:
-    """``runs`` bundles of branch main (and some of another branch) appended to the history."""
+def build_history(
+    out_dir: Path,
+    runs: int = 4,
+    *,
+    other_branch_runs: int = 1,
+    profiles: Sequence[HotPathProfile] = (),
+) -> list[Path]:
+    """``runs`` bundles of branch main (and some of another branch) appended to the history;
+    the last one of main carries ``profiles``."""
     store = HistoryStore(out_dir / HISTORY_FILE)
     paths = []
     for index in range(runs + other_branch_runs):
@@ -254,6 +261,7 @@ def build_history(out_dir: Path, runs: int = 4, *, other_branch_runs: int = 1) -
             branch=branch,
             started_utc=f"2024-01-0{index + 1}T00:00:00+00:00",
             slowdown=1.0 + 0.05 * index,
+            profiles=profiles if index == runs - 1 else (),
         )
         store.append_run(load_bundle(path))
         if branch == "main":

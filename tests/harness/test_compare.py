@@ -173,7 +173,7 @@ def write_side(
                 name=w,
                 clock="wall",
                 benchmarks=[w],
-                samples=rounds,
+                samples=sum(1 for s in samples if s.workload == w),
                 elapsed_s=1.0,
                 traces=[],
             )
@@ -803,3 +803,28 @@ def test_a_percentile_the_rounds_are_too_small_for_is_left_out_saying_why(
         "p99 left out of 1 row(s) with fewer than 100 values a round: w/few_values" in warning
         for warning in comparison.warnings
     )
+
+
+@pytest.mark.parametrize(
+    ("candidate", "expected"),
+    [
+        (10_000.0, RowVerdict.NO_CHANGE),  # the same count
+        (10_015.0, RowVerdict.NO_CHANGE),  # 0.15 %: within the clock's floor (memory layout)
+        (10_050.0, RowVerdict.SLOWER),  # 0.5 %: a real change, within the 1 % threshold
+        (10_150.0, RowVerdict.REGRESSION),  # 1.5 %: beyond the instruction clock's 1 %
+        (9_800.0, RowVerdict.FASTER),
+    ],
+)
+def test_instruction_rows_are_judged_exactly_with_their_own_floor_and_threshold(
+    tmp_path: Path, candidate: float, expected: RowVerdict
+) -> None:
+    key = ("instructions", "instructions_pool_item_c1")
+    base = Spec(metrics={key: ("instructions", "instructions", constant(10_000.0))})
+    other = Spec(
+        metrics={key: ("instructions", "instructions", constant(10_000.0, candidate=candidate))}
+    )
+    comparison = compare_bundles(*pair(tmp_path, base, other, rounds=1, interleaved=False))
+    (row,) = [r for r in comparison.rows if r.metric == key[1]]
+    assert (row.clock, row.verdict, row.threshold) == ("instructions", expected, 0.01)
+    assert row.mde == pytest.approx(0.002) and row.p_raw is None
+    assert row.ratio == pytest.approx(candidate / 10_000.0)

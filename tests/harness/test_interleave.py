@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +37,7 @@ from harness.measure.interleave import (
     round_order,
     side_command,
 )
+from harness.measure.load import LoadReading
 from workloads import registry
 from workloads.registry import WorkloadInfo, latency
 from workloads.samples import MetricSamples, SampleSink
@@ -344,14 +345,37 @@ def _options(repo: Path, tmp_path: Path, targets: Path, **overrides: object) -> 
     return InterleaveOptions(**values)  # type: ignore[arg-type]
 
 
+class ScriptedMeter:
+    """Load readings in the order rounds ask for them: the cores others kept busy."""
+
+    def __init__(self, cores: Sequence[float] = ()) -> None:
+        self.cores = list(cores)
+        self.asked = 0
+
+    def __call__(self) -> ScriptedMeter:
+        return self
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> LoadReading:
+        cores = self.cores[self.asked] if self.asked < len(self.cores) else 0.0
+        self.asked += 1
+        return LoadReading(cores, 10.0, "scripted")
+
+
 def _run(
-    sides: FakeSides, options: InterleaveOptions, progress: io.StringIO | None = None
+    sides: FakeSides,
+    options: InterleaveOptions,
+    progress: io.StringIO | None = None,
+    meter: ScriptedMeter | None = None,
 ) -> il.InterleaveResult:
     return il.interleave(
         options,
         progress=progress if progress is not None else io.StringIO(),
         prepare=sides.prepare,
         runner=sides.run,
+        meter=meter or ScriptedMeter(),  # type: ignore[arg-type]
     )
 
 
@@ -507,7 +531,13 @@ def test_an_interrupt_leaves_no_bundle_and_closes_both_sides(
 
     options = _options(repo, tmp_path, fake.write_targets(tmp_path))
     with pytest.raises(KeyboardInterrupt):
-        il.interleave(options, progress=io.StringIO(), prepare=sides.prepare, runner=interrupted)
+        il.interleave(
+            options,
+            progress=io.StringIO(),
+            prepare=sides.prepare,
+            runner=interrupted,
+            meter=ScriptedMeter(),  # type: ignore[arg-type]
+        )
     assert sides.open_sides == set()
     assert list((tmp_path / "out").iterdir()) == []
 
@@ -572,6 +602,103 @@ def test_an_unknown_workload_or_no_round_is_refused_before_anything_runs(
 
 
 @pytest.mark.slow
+def test_a_disturbed_round_is_run_again_once_at_the_end_and_replaces_the_first(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_registry(monkeypatch, ("fake",))
+    sides = FakeSides(frozenset({"fake", "trace_only"}))
+    options = _options(repo, tmp_path, fake.write_targets(tmp_path), workloads=("fake",))
+    progress = io.StringIO()
+    # round 2 of 4 shares the machine (0.9 cores of others); its second run is quiet
+    result = _run(sides, options, progress, ScriptedMeter([0.0, 0.9, 0.0, 0.0, 0.05]))
+    assert [(k, side) for k, _, side in sides.calls] == [
+        (0, Side.BASE), (0, Side.CANDIDATE), (1, Side.CANDIDATE), (1, Side.BASE),
+        (2, Side.BASE), (2, Side.CANDIDATE), (3, Side.CANDIDATE), (3, Side.BASE),
+        (1, Side.CANDIDATE), (1, Side.BASE),
+    ]  # fmt: skip
+    text = progress.getvalue()
+    assert "round 2 disturbed: other processes kept 0.90 cores busy" in text
+    assert "1 round(s) run again: round 2 run again" in text
+    for bundle in (result.base_bundle, result.candidate_bundle):
+        loaded = load_bundle(bundle)
+        interleaving = loaded.manifest.interleaving
+        assert interleaving is not None and interleaving.rounds == 4
+        assert interleaving.reruns == ["round 2 run again: other processes kept 0.90 cores "
+                                       "busy for 10.0 s (scripted)"]  # fmt: skip
+        (bench,) = list(loaded.suite)
+        assert len(bench.get_runs()) == 4  # the re-run replaced round 2, in its place
+        rounds = {s.round.split(":")[0] for s in loaded.samples}
+        assert rounds == {"r0", "r1", "r2", "r3"}
+
+
+def test_a_round_still_disturbed_the_second_time_is_kept_and_says_so(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_registry(monkeypatch, ("fake",))
+    sides = FakeSides(frozenset({"fake", "trace_only"}))
+    options = _options(repo, tmp_path, fake.write_targets(tmp_path), workloads=("fake",))
+    result = _run(sides, options, meter=ScriptedMeter([0.5, 0.0, 0.0, 0.0, 0.7]))
+    interleaving = load_bundle(result.base_bundle).manifest.interleaving
+    assert interleaving is not None
+    assert len(sides.calls) == 10  # once again, not until quiet
+    assert "still disturbed the second time" in interleaving.reruns[0]
+
+
+def test_until_decided_adds_round_pairs_while_a_row_is_undecided(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_registry(monkeypatch, ("fake",))
+    sides = FakeSides(frozenset({"fake", "trace_only"}))
+    answers = [["fake/pyperf/median"], ["fake/pyperf/median"], []]
+    asked: list[int] = []
+
+    def decide(collected: object, **_: object) -> list[str]:
+        asked.append(len(sides.calls))
+        return answers[len(asked) - 1]
+
+    monkeypatch.setattr(il, "undecided_rows", decide)
+    options = _options(
+        repo, tmp_path, fake.write_targets(tmp_path), workloads=("fake",), until_decided=True
+    )
+    progress = io.StringIO()
+    result = _run(sides, options, progress)
+    assert asked == [8, 12, 16]  # after 4 planned rounds, then after each added pair
+    interleaving = load_bundle(result.candidate_bundle).manifest.interleaving
+    assert interleaving is not None
+    assert interleaving.rounds == 8 and interleaving.order[4:] == ["AB", "BA", "AB", "BA"]
+    assert "every row decided after 8 rounds" in progress.getvalue()
+
+
+def test_until_decided_stops_at_its_budget(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_registry(monkeypatch, ("fake",))
+    sides = FakeSides(frozenset({"fake", "trace_only"}))
+    monkeypatch.setattr(il, "undecided_rows", lambda collected, **_: ["fake/pyperf/median"])
+    ticks = iter(range(0, 10_000, 10))  # every clock reading 10 s later
+    options = _options(
+        repo,
+        tmp_path,
+        fake.write_targets(tmp_path),
+        workloads=("fake",),
+        until_decided=True,
+        budget_s=100.0,
+    )
+    progress = io.StringIO()
+    result = il.interleave(
+        options,
+        progress=progress,
+        prepare=sides.prepare,
+        runner=sides.run,
+        clock=lambda: float(next(ticks)),
+        meter=ScriptedMeter(),  # type: ignore[arg-type]
+    )
+    interleaving = load_bundle(result.base_bundle).manifest.interleaving
+    assert interleaving is not None and interleaving.rounds < 20
+    assert "budget reached after" in progress.getvalue()
+
+
+@pytest.mark.slow
 def test_interleave_head_against_itself_for_real(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -603,3 +730,19 @@ def test_interleave_head_against_itself_for_real(
     assert len(digests) == 1
     assert sorted(p.name for p in out.iterdir()) == sorted(Path(p).name for p in printed.values())
     assert _git(root, "worktree", "list") == before
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90", 90.0), ("90s", 90.0), ("20m", 1200.0), ("1.5h", 5400.0)]
+)
+def test_a_budget_reads_seconds_minutes_or_hours(text: str, seconds: float) -> None:
+    from harness.cli.options import duration
+
+    assert duration(text, "--budget") == seconds
+
+
+@pytest.mark.parametrize("text", ["", "0", "-5m", "soon", "5d", "infm"])
+def test_a_bad_budget_exits_2_with_one_line(text: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["interleave", "HEAD", "HEAD", "--until-decided", f"--budget={text}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--budget" in err[0] and "a positive duration" in err[0]

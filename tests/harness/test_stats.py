@@ -254,3 +254,38 @@ def test_robust_sd_of_mostly_equal_values_is_not_zero_unless_all_are() -> None:
     assert float(stats.robust_sd([0.0] * 7 + [0.01, -0.01, 0.02])) > 0.0
     assert float(stats.robust_sd([0.5] * 12)) == 0.0
     assert math.isinf(float(stats.robust_sd([0.1])))
+
+
+def test_until_decided_adds_rounds_by_the_noise_without_raising_false_alarms() -> None:
+    """``harness interleave --until-decided``'s rule on A/A suites: start at 12 rounds, add
+    an AB+BA pair while any row is inconclusive (its MDE above the threshold), stop at 40.
+    The rule reads only the noise, so at most 5 % of suites may end with a regression."""
+    rng = np.random.default_rng(2026)
+    suites, workloads, most = 300, 20, 40
+    noise = rng.uniform(0.003, 0.03, size=(suites, workloads, 1))  # quiet rows and noisy ones
+    order = np.where(np.arange(most) % 2 == 0, 1.0, -1.0)  # ABBA: the slot effect alternates
+    log_ratios = rng.normal(0.0, 1.0, (suites, workloads, most)) * noise * math.sqrt(2)
+    log_ratios += ORDER_EFFECT * order
+    stopped = np.full(suites, most)
+    final = np.empty((suites, workloads), dtype=object)
+    decided = np.zeros(suites, dtype=bool)
+    undecided_at_12 = 1.0
+    for rounds in range(12, most + 1, 2):
+        verdicts = suite_verdicts(log_ratios[:, :, :rounds])
+        undecided = np.any(verdicts == RowVerdict.INCONCLUSIVE.value, axis=-1)
+        if rounds == 12:
+            undecided_at_12 = float(np.mean(undecided))
+        stop_now = ~decided & (~undecided | (rounds == most))
+        final[stop_now] = verdicts[stop_now]
+        stopped[stop_now] = rounds
+        decided |= stop_now
+    false_alarms = float(np.mean(np.any(final == RowVerdict.REGRESSION.value, axis=-1)))
+    still_undecided = float(np.mean(np.any(final == RowVerdict.INCONCLUSIVE.value, axis=-1)))
+    print(
+        f"until-decided A/A: false alarms {false_alarms:.3f}, median stop "
+        f"{int(np.median(stopped))} rounds, undecided at 12: {undecided_at_12:.3f}, "
+        f"at the end: {still_undecided:.3f}"
+    )
+    assert false_alarms <= 0.05
+    assert int(np.median(stopped)) > 12  # the noisy rows did get more rounds
+    assert still_undecided < undecided_at_12 / 2  # and they decided many suites
