@@ -24,8 +24,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-import pandas as pd
-
 from harness.judge.changepoints import (
     ChangePoint,
     NotEnoughNights,
@@ -34,7 +32,7 @@ from harness.judge.changepoints import (
     opens_regression,
 )
 from harness.store.db import HistoryStore
-from harness.store.queries import night_series
+from harness.store.queries import night_series, target_directions
 from workloads import registry
 
 __all__ = ["ASSUMED_NOISE", "WINDOW", "NightChange", "Nights", "night_changes"]
@@ -124,7 +122,7 @@ def night_changes(
     }
     known_profile = registry.PROFILES.get(profile)
     rounds = known_profile.processes if known_profile is not None else 1
-    directions = _target_directions(store)
+    directions = target_directions(store)
     changes: list[NightChange] = []
     notes: list[str] = []
     assumed = 0
@@ -182,11 +180,6 @@ def night_changes(
             f"{ASSUMED_NOISE:.0%}: no calibration of this machine (`harness calibrate`)"
         )
     return Nights(tuple(changes), tuple(_one_line_per_kind(notes)), len(runs))
-
-
-def _target_directions(store: HistoryStore) -> dict[str, str]:
-    frame: pd.DataFrame = store.query("SELECT DISTINCT target, direction FROM verdicts")
-    return {str(t): str(d) for t, d in zip(frame["target"], frame["direction"], strict=True)}
 
 
 def _one_line_per_kind(notes: list[str]) -> list[str]:

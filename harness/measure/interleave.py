@@ -63,7 +63,6 @@ import contextlib
 import dataclasses
 import enum
 import functools
-import hashlib
 import os
 import random
 import re
@@ -86,7 +85,6 @@ from harness.bundle.files import (
     HotPathProfile,
     Interleaving,
     Manifest,
-    ProfileRecord,
     WorkloadRun,
     merge_results,
     new_run_id,
@@ -110,6 +108,7 @@ from harness.measure.checkout import (
     resolve_ref,
 )
 from harness.measure.load import LoadMeter, LoadReading
+from harness.measure.manifest import build_manifest, trace_ids
 from harness.measure.profiles import Capture, capture_in
 from harness.measure.run import (
     PROFILE_ENV,
@@ -122,7 +121,6 @@ from harness.measure.run import (
 )
 from workloads import registry
 from workloads.samples import SAMPLES_DIR_ENV, MetricSamples
-from workloads.trace import trace_id
 
 __all__ = [
     "DEFAULT_OUT",
@@ -463,22 +461,6 @@ def _on_both_sides(
     if not kept:
         raise WorkloadError("no selected workload exists on both sides", where="--workload")
     return kept
-
-
-def _trace_ids(checkout: Path, names: Sequence[str]) -> dict[str, str]:
-    ids: dict[str, str] = {}
-    for name in names:
-        for trace in registry.WORKLOADS[name].traces:
-            for suffix in (".jsonl", ".jsonl.gz"):
-                path = checkout / "workloads" / "traces" / f"{trace}{suffix}"
-                if path.is_file():
-                    ids[trace] = trace_id(path)
-                    break
-    return ids
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def undecided_rows(
@@ -847,22 +829,15 @@ def _side_bundle(
         )
         for name in plan.names
     ]
-    manifest = Manifest(
+    manifest = build_manifest(
         run_id=f"{plan.run_id}-{side}",
-        profile=ProfileRecord(
-            name=ROUND_PROFILE.name,
-            processes=ROUND_PROFILE.processes,
-            values=ROUND_PROFILE.values,
-            warmups=ROUND_PROFILE.warmups,
-            min_time_s=ROUND_PROFILE.min_time_s,
-        ),
+        profile=ROUND_PROFILE,
         workloads=workload_runs,
-        started_utc=started.isoformat(timespec="seconds"),
-        finished_utc=finished.isoformat(timespec="seconds"),
+        started=started,
+        finished=finished,
         environment=checkout.environment,
-        traces=_trace_ids(checkout.path, measured),
-        targets_file=str(targets_path),
-        targets_sha256=_sha256(targets_path),
+        traces=trace_ids(measured, checkout.path),
+        targets_path=targets_path,
         verdicts=evaluate_targets(targets, workload_runs, samples, suite),
         determinism=Determinism(
             status=DeterminismStatus.NOT_RUN,

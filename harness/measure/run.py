@@ -38,7 +38,6 @@ skipped itself measured nothing and is a :class:`~harness.errors.WorkloadError`.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import re
 import shutil
@@ -63,7 +62,6 @@ from harness.bundle.files import (
     DeterminismStatus,
     HotPathProfile,
     Manifest,
-    ProfileRecord,
     WorkloadRun,
     merge_results,
     new_run_id,
@@ -77,7 +75,7 @@ from harness.bundle.verdicts import (
     Verdict,
     format_quantity,
 )
-from harness.errors import EnvironmentRefused, TraceError, WorkloadError, WorkloadSkipped
+from harness.errors import EnvironmentRefused, WorkloadError, WorkloadSkipped
 from harness.judge.targets import (
     DEFAULT_TARGETS_PATH,
     evaluate,
@@ -86,6 +84,7 @@ from harness.judge.targets import (
     skipped_verdict,
 )
 from harness.measure import replay
+from harness.measure.manifest import build_manifest, trace_ids
 from harness.measure.profiles import HotPath, profile_hot_paths
 from harness.store.db import HISTORY_FILE, HistoryStore
 from harness.store.db import SCHEMA_VERSION as HISTORY_SCHEMA_VERSION
@@ -94,7 +93,6 @@ from reference_impl.pool import INJECT_CPU_ENV, injected_cpu
 from workloads import registry
 from workloads.drivers import INJECT_SLOWDOWN_ENV, injected_slowdown
 from workloads.samples import SAMPLES_DIR_ENV, MetricSamples, read_samples
-from workloads.trace import trace_id
 
 __all__ = [
     "PROFILE_ENV",
@@ -291,12 +289,8 @@ def check_history_store(path: Path) -> None:
         raise EnvironmentRefused(
             "the history store is not writable", where=str(path), expected=expected
         )
-    frame = HistoryStore(path).query("SELECT max(version) AS version FROM schema_version")
-    try:
-        version = int(frame["version"].iloc[0])
-    except (IndexError, TypeError, ValueError):
-        return  # no version row yet (NULL, read as None or NaN): the first append writes it
-    if version > HISTORY_SCHEMA_VERSION:
+    version = HistoryStore(path).schema_version()
+    if version is not None and version > HISTORY_SCHEMA_VERSION:
         raise EnvironmentRefused(
             f"history store of schema version {version}",
             where=str(path),
@@ -392,21 +386,6 @@ def selected_workloads(names: Sequence[str]) -> list[str]:
             expected="one of " + ", ".join(registry.WORKLOADS),
         )
     return list(dict.fromkeys(names))
-
-
-def _trace_ids(workloads: Sequence[str]) -> dict[str, str]:
-    ids: dict[str, str] = {}
-    for workload in workloads:
-        for trace in registry.WORKLOADS[workload].traces:
-            path = registry.trace_path(trace)
-            if not path.is_file():
-                raise TraceError(
-                    f"shipped trace {trace!r} of workload {workload} is missing",
-                    where=str(path),
-                    expected="the trace file (record it with `harness record`)",
-                )
-            ids[trace] = trace_id(path)
-    return ids
 
 
 def _run_workload(
@@ -539,10 +518,6 @@ def read_workload_samples(directory: Path) -> tuple[MetricSamples, ...]:
         ) from None
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def run(options: RunOptions, *, progress: TextIO | None = None) -> RunResult:
     """Do one run (see the module's steps and guarantees); progress goes to ``progress``."""
     stream = sys.stderr if progress is None else progress
@@ -561,7 +536,7 @@ def run(options: RunOptions, *, progress: TextIO | None = None) -> RunResult:
     check_writable(options.out_dir)
     if options.history:
         check_history_store(options.out_dir / HISTORY_FILE)
-    traces = _trace_ids(selected)
+    traces = trace_ids(selected)
     env_facts = environment.collect(system_show=options.system_show)
     started = datetime.now(UTC)
     run_id = new_run_id(env_facts.git.short_sha, started)
@@ -633,22 +608,15 @@ def run(options: RunOptions, *, progress: TextIO | None = None) -> RunResult:
         for name in selected
     ]
     verdicts = evaluate_targets(targets, workload_runs, samples, suite)
-    manifest = Manifest(
+    manifest = build_manifest(
         run_id=run_id,
-        profile=ProfileRecord(
-            name=profile.name,
-            processes=profile.processes,
-            values=profile.values,
-            warmups=profile.warmups,
-            min_time_s=profile.min_time_s,
-        ),
+        profile=profile,
         workloads=workload_runs,
-        started_utc=started.isoformat(timespec="seconds"),
-        finished_utc=datetime.now(UTC).isoformat(timespec="seconds"),
+        started=started,
+        finished=datetime.now(UTC),
         environment=env_facts,
         traces=traces,
-        targets_file=str(options.targets_path),
-        targets_sha256=_sha256(options.targets_path),
+        targets_path=options.targets_path,
         verdicts=verdicts,
         determinism=determinism,
         otlp_endpoint=options.otlp_endpoint,

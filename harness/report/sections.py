@@ -38,6 +38,7 @@ from harness.bundle.verdicts import (
 from harness.errors import EnvironmentRefused
 from harness.report import charts
 from harness.store.db import HistoryStore
+from harness.store.queries import trend_series
 from workloads import registry
 from workloads.samples import MetricSamples
 
@@ -420,19 +421,6 @@ class TrendSection:
     charts: tuple[TrendChart, ...]
 
 
-_TREND_SQL = """
-SELECT r.run_id, r.started_utc, substr(coalesce(r.git_sha, ''), 1, 7) AS sha,
-       v.target, v.value, v.spread_low, v.spread_high
-FROM verdicts v JOIN runs r ON r.run_id = v.run_id
-WHERE r.run_id IN (
-    SELECT run_id FROM runs
-    WHERE branch IS ? AND (started_utc < ? OR (started_utc = ? AND run_id <= ?))
-    ORDER BY started_utc DESC, run_id DESC LIMIT ?
-)
-ORDER BY r.started_utc, r.run_id
-"""
-
-
 def _optional(value: Any) -> float | None:
     return (
         None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
@@ -444,9 +432,12 @@ def trend_section(bundle: Bundle, history: Path, limit: int) -> TrendSection:
     manifest = bundle.manifest
     branch = manifest.environment.git.branch
     try:
-        frame = HistoryStore(history).query(
-            _TREND_SQL,
-            (branch, manifest.started_utc, manifest.started_utc, manifest.run_id, limit),
+        frame = trend_series(
+            HistoryStore(history),
+            branch=branch,
+            started_utc=manifest.started_utc,
+            run_id=manifest.run_id,
+            limit=limit,
         )
     except EnvironmentRefused as exc:
         return TrendSection(f"No history to draw trends from ({exc}).", ())

@@ -385,6 +385,14 @@ class HistoryStore:
                 )
             return pd.read_sql_query(sql, connection, params=list(params))
 
+    def schema_version(self) -> int | None:
+        """The schema version the file records (None: no version row yet)."""
+        frame = self.query("SELECT max(version) AS version FROM schema_version")
+        try:
+            return int(frame["version"].iloc[0])
+        except (IndexError, TypeError, ValueError):
+            return None  # NULL (read as None or NaN): the first append writes it
+
     def integrity_check(self) -> str:
         """SQLite's ``PRAGMA integrity_check``: ``"ok"``, or its problems on one short line."""
         with reading(self.path) as (connection, _):

@@ -13,7 +13,15 @@ from harness.errors import TargetsError
 from harness.store.db import HistoryStore
 from harness.store.schema import VALUES_SINCE
 
-__all__ = ["latest_identity", "night_series", "render", "runs", "target_history"]
+__all__ = [
+    "latest_identity",
+    "night_series",
+    "render",
+    "runs",
+    "target_directions",
+    "target_history",
+    "trend_series",
+]
 
 _RUN_COLUMNS = (
     "run_id", "started_utc", "profile", "sha", "branch", "dirty", "determinism", "passed",
@@ -110,6 +118,32 @@ def night_series(
         """,
         (branch, fingerprint, profile) * 2,
     )
+
+
+def trend_series(
+    store: HistoryStore, *, branch: str | None, started_utc: str, run_id: str, limit: int
+) -> pd.DataFrame:
+    """Every target's value in the last ``limit`` runs of ``branch`` up to ``run_id``."""
+    return store.query(
+        """
+        SELECT r.run_id, r.started_utc, substr(coalesce(r.git_sha, ''), 1, 7) AS sha,
+               v.target, v.value, v.spread_low, v.spread_high
+        FROM verdicts v JOIN runs r ON r.run_id = v.run_id
+        WHERE r.run_id IN (
+            SELECT run_id FROM runs
+            WHERE branch IS ? AND (started_utc < ? OR (started_utc = ? AND run_id <= ?))
+            ORDER BY started_utc DESC, run_id DESC LIMIT ?
+        )
+        ORDER BY r.started_utc, r.run_id
+        """,
+        (branch, started_utc, started_utc, run_id, limit),
+    )
+
+
+def target_directions(store: HistoryStore) -> dict[str, str]:
+    """Each stored target's direction (``max``: lower is better; ``min``: higher)."""
+    frame = store.query("SELECT DISTINCT target, direction FROM verdicts")
+    return {str(t): str(d) for t, d in zip(frame["target"], frame["direction"], strict=True)}
 
 
 def render(frame: pd.DataFrame) -> str:
