@@ -45,6 +45,7 @@ so that a known regression of the pool's per-item count can be planted.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shutil
@@ -444,7 +445,17 @@ def _print_figure(figure: InstructionFigure) -> None:
 
 
 if __name__ == "__main__":
-    # A developer's view: python -m workloads.instructions [op ...]
+    # A developer's view: python -m workloads.instructions [op ...]; with --json, one
+    # JSON object of metric -> instructions per op on the last line (harness interleave).
+    as_json = "--json" in sys.argv[1:]
+    chosen = [arg for arg in sys.argv[1:] if arg != "--json"] or None
     pass_started = time.perf_counter()
-    measure_all(sys.argv[1:] or None, on_figure=_print_figure)
-    print(f"instruction pass: {time.perf_counter() - pass_started:.1f} s", flush=True)
+    try:
+        found = measure_all(chosen, on_figure=None if as_json else _print_figure)
+    except WorkloadsError as exc:
+        print(f"instructions: {exc}", file=sys.stderr)
+        sys.exit(77 if isinstance(exc, InstructionsUnavailable) else 2)
+    if as_json:
+        print(json.dumps({figure.metric: figure.per_op for figure in found}), flush=True)
+    else:
+        print(f"instruction pass: {time.perf_counter() - pass_started:.1f} s", flush=True)

@@ -104,6 +104,16 @@ def add_parser(subparsers: Subparsers) -> None:
         help="the change --until-decided must be able to detect ([thresholds] of the "
         "targets file per workload); default: %(default)s",
     )
+    interleave.add_argument(
+        "--no-instructions",
+        action="store_true",
+        help="skip the instruction clock (one cachegrind pass a side after the rounds)",
+    )
+    interleave.add_argument(
+        "--no-profile",
+        action="store_true",
+        help="capture no hot-path profiles of the sides after the rounds",
+    )
     interleave.set_defaults(handler=_interleave_command)
 
 
@@ -112,6 +122,7 @@ def _interleave_command(args: argparse.Namespace) -> int:
         InterleaveOptions,
         OrderMethod,
         interleave,
+        no_profiles,
         parse_assignments,
     )
 
@@ -130,7 +141,9 @@ def _interleave_command(args: argparse.Namespace) -> int:
             until_decided=args.until_decided,
             budget_s=duration(args.budget, "--budget"),
             threshold=fraction(args.threshold, "--threshold"),
-        )
+            instructions=not args.no_instructions,
+        ),
+        profiler=no_profiles if args.no_profile else None,
     )
     print(f"base: {result.base_bundle}")
     print(f"candidate: {result.candidate_bundle}")

@@ -63,11 +63,13 @@ import contextlib
 import dataclasses
 import enum
 import functools
+import json
 import os
 import random
 import re
 import secrets
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -230,6 +232,7 @@ class InterleaveOptions:
     system_show: bool = True
     until_decided: bool = False
     budget_s: float = DEFAULT_BUDGET_S
+    instructions: bool = True
     threshold: float = 0.05
 
 
@@ -545,6 +548,7 @@ def interleave(
     clock: Callable[[], float] = time.monotonic,
     meter: Callable[[], LoadMeter] | None = None,
     profiler: SideProfiler | None = None,
+    counter: SideCounter | None = None,
 ) -> InterleaveResult:
     """Run one interleaved comparison (see the module's steps and guarantees).
 
@@ -624,6 +628,11 @@ def interleave(
             )
             finished = datetime.now(UTC)
             profiles = _profile_sides(plan, checkouts, profiler or capture_side_profiles, stream)
+            counted = (
+                _count_sides(plan, checkouts, counter or count_side_instructions, stream)
+                if options.instructions
+                else {side: Counted((), "not asked for (--no-instructions)") for side in Side}
+            )
             sides = {
                 side: _side_bundle(
                     side,
@@ -638,6 +647,7 @@ def interleave(
                     started=started,
                     finished=finished,
                     reruns=[note.describe() for note in notes],
+                    counted=counted[side],
                 )
                 for side in Side
             }
@@ -805,6 +815,7 @@ def _side_bundle(
     started: datetime,
     finished: datetime,
     reruns: Sequence[str] = (),
+    counted: Counted | None = None,
 ) -> tuple[Manifest, Any, tuple[MetricSamples, ...]]:
     """One side's manifest, merged pyperf suite and samples, ready for ``write_bundle``."""
     measured = [name for name in plan.names if name not in skipped]
@@ -829,6 +840,19 @@ def _side_bundle(
         )
         for name in plan.names
     ]
+    if counted is not None and (counted.samples or counted.skip):
+        samples = (*samples, *counted.samples)
+        workload_runs.append(
+            WorkloadRun(
+                name=registry.INSTRUCTIONS,
+                clock="instructions",
+                benchmarks=[],
+                samples=len(counted.samples),
+                elapsed_s=counted.elapsed_s,
+                traces=[],
+                skipped=counted.skip,
+            )
+        )
     manifest = build_manifest(
         run_id=f"{plan.run_id}-{side}",
         profile=ROUND_PROFILE,
@@ -880,6 +904,94 @@ def capture_side_profiles(
         env.pop(name, None)
     env.update(side_env)
     return capture_in(checkout.python, env=env, cwd=workdir)
+
+
+@dataclass(frozen=True, slots=True)
+class Counted:
+    """One side's instruction counts (samples of the ``instructions`` pseudo-workload).
+
+    ``note`` says why there are none; ``skip`` is the workload's SKIPPED line when
+    the machine lacks valgrind (recorded in the manifest as any skip is).
+    """
+
+    samples: tuple[MetricSamples, ...]
+    note: str = ""
+    skip: str = ""
+    elapsed_s: float = 0.0
+
+
+SideCounter = Callable[[Side, Checkout, Mapping[str, str], Path], Counted]
+INSTRUCTIONS_TIMEOUT_S = 1800.0
+
+
+def count_side_instructions(
+    side: Side, checkout: Checkout, side_env: Mapping[str, str], workdir: Path
+) -> Counted:
+    """The instruction clock of one side, counted by its own interpreter and code.
+
+    One pass a side (the counts repeat to the digit: no rounds needed), after every
+    round, with the side's own variables (a planted AGENTBENCH_INJECT_CPU counts).
+    A side whose code has no instruction clock (an older commit) gets none, saying so.
+    """
+    env = clean_environ(os.environ)
+    for name in (SAMPLES_DIR_ENV, PROFILE_ENV):
+        env.pop(name, None)
+    env.update(side_env)
+    started = time.monotonic()
+    try:
+        done = subprocess.run(
+            [str(checkout.python), "-m", "workloads.instructions", "--json"],
+            cwd=workdir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=INSTRUCTIONS_TIMEOUT_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return Counted((), f"the instruction pass took over {INSTRUCTIONS_TIMEOUT_S:.0f} s")
+    elapsed = time.monotonic() - started
+    last = (done.stderr.strip().splitlines() or [""])[-1]
+    if done.returncode == registry.SKIP_EXIT_STATUS:
+        line = registry.skip_line(registry.INSTRUCTIONS, last.removeprefix("instructions: "))
+        return Counted((), line, skip=line, elapsed_s=elapsed)
+    if done.returncode != 0 or not done.stdout.strip():
+        return Counted((), f"no instruction clock in this side's code ({last or 'no output'})")
+    try:
+        figures = json.loads(done.stdout.strip().splitlines()[-1])
+    except ValueError:
+        return Counted((), "its instruction pass printed no JSON")
+    round_id = f"instructions:{side}"
+    samples = tuple(
+        MetricSamples(
+            registry.INSTRUCTIONS,
+            str(metric),
+            round_id,
+            "instructions",
+            "instructions",
+            (float(v),),
+        )
+        for metric, v in figures.items()
+    )
+    return Counted(samples, elapsed_s=elapsed)
+
+
+def _count_sides(
+    plan: _Plan, checkouts: Mapping[Side, Checkout], counter: SideCounter, stream: TextIO
+) -> dict[Side, Counted]:
+    """Each side's instruction counts, after every round (they never disturb one)."""
+    counted: dict[Side, Counted] = {}
+    for side in Side:
+        checkout = checkouts[side]
+        label = f"{side} ({checkout.ref} = {checkout.sha[:7]})"
+        stream.write(f"counting the instructions of {label} (cachegrind) ...\n")
+        stream.flush()
+        workdir = plan.scratch / "instructions" / str(side)
+        workdir.mkdir(parents=True, exist_ok=True)
+        counted[side] = counter(side, checkout, plan.side_env[side], workdir)
+        if counted[side].note:
+            stream.write(f"note: {label}: {counted[side].note}\n")
+    return counted
 
 
 def no_profiles(checkout: Checkout, side_env: Mapping[str, str], workdir: Path) -> Capture:

@@ -23,6 +23,7 @@ from harness.bundle.environment import project_root
 from harness.bundle.files import load_bundle
 from harness.cli import main
 from harness.errors import EnvironmentRefused, RefError, WorkloadError, WorkloadSkipped
+from harness.judge.compare import compare_bundles
 from harness.measure import interleave as il
 from harness.measure.checkout import Checkout, CheckoutRequest, resolve_ref, worktree
 from harness.measure.interleave import (
@@ -39,6 +40,7 @@ from harness.measure.interleave import (
 )
 from harness.measure.load import LoadReading
 from workloads import registry
+from workloads.registry import WORKLOADS as real_registry
 from workloads.registry import WorkloadInfo, latency
 from workloads.samples import MetricSamples, SampleSink
 
@@ -345,6 +347,11 @@ def _options(repo: Path, tmp_path: Path, targets: Path, **overrides: object) -> 
     return InterleaveOptions(**values)  # type: ignore[arg-type]
 
 
+def no_counts(side: Side, checkout: Checkout, env: object, workdir: Path) -> il.Counted:
+    """No instruction clock: the fake sides have no cachegrind pass."""
+    return il.Counted((), "fake sides")
+
+
 class ScriptedMeter:
     """Load readings in the order rounds ask for them: the cores others kept busy."""
 
@@ -376,6 +383,7 @@ def _run(
         prepare=sides.prepare,
         runner=sides.run,
         meter=meter or ScriptedMeter(),  # type: ignore[arg-type]
+        counter=no_counts,
     )
 
 
@@ -537,6 +545,7 @@ def test_an_interrupt_leaves_no_bundle_and_closes_both_sides(
             prepare=sides.prepare,
             runner=interrupted,
             meter=ScriptedMeter(),  # type: ignore[arg-type]
+            counter=no_counts,
         )
     assert sides.open_sides == set()
     assert list((tmp_path / "out").iterdir()) == []
@@ -692,6 +701,7 @@ def test_until_decided_stops_at_its_budget(
         runner=sides.run,
         clock=lambda: float(next(ticks)),
         meter=ScriptedMeter(),  # type: ignore[arg-type]
+        counter=no_counts,
     )
     interleaving = load_bundle(result.base_bundle).manifest.interleaving
     assert interleaving is not None and interleaving.rounds < 20
@@ -709,6 +719,7 @@ def test_interleave_head_against_itself_for_real(
     before = _git(root, "worktree", "list")
     out = tmp_path / "out"
     argv = ["interleave", "HEAD", "HEAD", "--rounds", "2", "--workload", "proof_import"]
+    argv += ["--no-instructions"]
     status = main([*argv, "--out", str(out), "--repo", str(root)])
     captured = capsys.readouterr()
     assert status == 0, captured.err
@@ -746,3 +757,47 @@ def test_a_bad_budget_exits_2_with_one_line(text: str, capsys: pytest.CaptureFix
     assert main(["interleave", "HEAD", "HEAD", "--until-decided", f"--budget={text}"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--budget" in err[0] and "a positive duration" in err[0]
+
+
+def test_each_sides_instruction_counts_join_its_bundle(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_registry(monkeypatch, ("fake",))
+    monkeypatch.setitem(
+        registry.WORKLOADS, registry.INSTRUCTIONS, real_registry[registry.INSTRUCTIONS]
+    )
+    sides = FakeSides(frozenset({"fake", "trace_only"}))
+    seen: list[tuple[Side, dict[str, str]]] = []
+
+    def counter(side: Side, checkout: Checkout, env: object, workdir: Path) -> il.Counted:
+        seen.append((side, dict(env)))  # type: ignore[call-overload]
+        value = 10_150.0 if side is Side.CANDIDATE else 10_000.0
+        metric = "instructions_pool_item_c1"
+        sample = MetricSamples(
+            "instructions", metric, f"instructions:{side}", "instructions", "instructions", (value,)
+        )
+        return il.Counted((sample,), elapsed_s=2.0)
+
+    options = _options(
+        repo,
+        tmp_path,
+        fake.write_targets(tmp_path),
+        workloads=("fake",),
+        candidate_env={"AGENTBENCH_INJECT_CPU": "0.01"},
+    )
+    result = il.interleave(
+        options,
+        progress=io.StringIO(),
+        prepare=sides.prepare,
+        runner=sides.run,
+        meter=ScriptedMeter(),  # type: ignore[arg-type]
+        counter=counter,
+    )
+    assert [side for side, _ in seen] == [Side.BASE, Side.CANDIDATE]
+    assert seen[1][1] == {"AGENTBENCH_INJECT_CPU": "0.01"}  # the side's own variables
+    base, candidate = load_bundle(result.base_bundle), load_bundle(result.candidate_bundle)
+    run = {w.name: w for w in candidate.manifest.workloads}["instructions"]
+    assert (run.clock, run.samples) == ("instructions", 1)
+    comparison = compare_bundles(base, candidate)
+    (row,) = [r for r in comparison.rows if r.clock == "instructions"]
+    assert row.verdict.value == "regression" and row.ratio == pytest.approx(1.015)
