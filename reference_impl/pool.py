@@ -193,6 +193,16 @@ class _Failure:
         self.error = error
 
 
+@dataclass(slots=True)
+class _RunCounts:
+    """What one ``run`` has done so far: items started, committed, failed, cancelled."""
+
+    started: int = 0
+    committed: int = 0
+    failed: int = 0
+    cancelled: int = 0
+
+
 class OrderedPool(Generic[T]):
     """Run jobs ``concurrency`` at a time and commit their results in input order.
 
@@ -317,7 +327,7 @@ class OrderedPool(Generic[T]):
         self._total = len(jobs) if isinstance(jobs, Sized) else 0
         self._started = 0
         started_at = clock()
-        counts = [0, 0, 0, 0]  # started, committed, failed, cancelled in this run
+        counts = _RunCounts()
 
         def commit_ready() -> None:
             # Commit the head of the line and everything ready behind it.
@@ -340,7 +350,7 @@ class OrderedPool(Generic[T]):
                 if on_commit is not None:
                     on_commit(nxt, value)  # type: ignore[arg-type]  # a T, or _Failure in settled mode
                 self._committed += 1
-                counts[1] += 1
+                counts.committed += 1
                 nxt += 1
             state.next_commit = nxt
             state.wake()
@@ -351,7 +361,7 @@ class OrderedPool(Generic[T]):
                 state.runs[index] = (start - started_at, done - start)
             if isinstance(value, _Failure):
                 self._failed += 1
-                counts[2] += 1
+                counts.failed += 1
                 if not settle and (state.failure_index is None or index < state.failure_index):
                     state.failure_index = index
                     state.failure = value.error
@@ -368,7 +378,7 @@ class OrderedPool(Generic[T]):
                     if on_commit is not None:
                         on_commit(index, value)  # type: ignore[arg-type]  # see commit_ready
                     self._committed += 1
-                    counts[1] += 1
+                    counts.committed += 1
                     state.next_commit = index + 1
                     state.wake()
                     if pending:
@@ -408,7 +418,7 @@ class OrderedPool(Generic[T]):
                 return None
             self._started += 1
             self._started_total += 1
-            counts[0] += 1
+            counts.started += 1
             return item
 
         max_ahead = self.max_ahead
@@ -417,7 +427,9 @@ class OrderedPool(Generic[T]):
             while True:
                 # Bounded run-ahead: never more than max_ahead jobs started past the
                 # commit head, so a slow head cannot make the pool buffer everything.
-                while counts[0] - state.next_commit >= max_ahead and state.failure_index is None:
+                while (
+                    counts.started - state.next_commit >= max_ahead and state.failure_index is None
+                ):
                     if state.advanced is None:
                         state.advanced = asyncio.get_running_loop().create_future()
                     await asyncio.shield(state.advanced)
@@ -458,7 +470,7 @@ class OrderedPool(Generic[T]):
                         await asyncio.wait(still)
                 for w in workers:
                     if w.cancelled():
-                        counts[3] += 1
+                        counts.cancelled += 1
                         self._cancelled += 1
                     elif (exc := w.exception()) is not None:
                         raise exc
@@ -477,7 +489,9 @@ class OrderedPool(Generic[T]):
                 ItemTiming(i, q, r, state.commit_waits.get(i, 0.0))
                 for i, (q, r) in sorted(state.runs.items())
             ]
-        return PoolRun(counts[0], counts[1], counts[2], counts[3], tuple(timings))
+        return PoolRun(
+            counts.started, counts.committed, counts.failed, counts.cancelled, tuple(timings)
+        )
 
 
 class _RunState:
