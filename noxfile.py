@@ -36,7 +36,7 @@ def versions(session: nox.Session) -> None:
     (``nox -s versions-3.13``). The machine fingerprint records the version, so a
     comparison never mixes them.
     """
-    _install(session, "test")
+    _install(session, "test,peers")
     session.run("pytest", "-m", "not slow", *session.posargs)
 
 
