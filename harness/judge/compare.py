@@ -925,7 +925,13 @@ def _method(
 ) -> str:
     paired = sum(row.paired and row.p_raw is not None for row in rows)
     unpaired = sum(not row.paired and row.p_raw is not None for row in rows)
-    exact = sum(row.p_raw is None and row.verdict is not RowVerdict.ERROR for row in rows)
+    exact = sum(
+        row.p_raw is None and row.verdict is not RowVerdict.ERROR and row.clock == "trace"
+        for row in rows
+    )
+    counted = sum(
+        row.clock == "instructions" and row.verdict is not RowVerdict.ERROR for row in rows
+    )
     confidence = f"{options.confidence:.0%}"
     parts = [
         "unit of evidence: the round (each side's median per round; p50/p95/p99 for "
@@ -946,6 +952,12 @@ def _method(
         )
     if exact:
         parts.append(f"{exact} trace-clock rows compared exactly (deterministic, no test)")
+    if counted:
+        parts.append(
+            f"{counted} instruction rows (cachegrind counts) compared exactly, a change within "
+            f"{INSTRUCTION_FLOOR:.1%} being no change (memory layout), threshold "
+            f"{INSTRUCTION_THRESHOLD:.0%} unless [thresholds] says otherwise"
+        )
     alpha = stats.per_test_alpha(options.fdr_q, tests)
     parts.append(
         f"Benjamini-Hochberg over {tests} tests at q={options.fdr_q:g}; regression = "
