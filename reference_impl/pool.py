@@ -63,7 +63,7 @@ __all__ = [
 
 T = TypeVar("T")
 Job = Callable[[], Awaitable[T]]
-Clock = Callable[[], float]
+TimeSource = Callable[[], float]
 
 
 # -- Planted CPU slowdown (AGENTBENCH_INJECT_CPU) -- begin ---------------------------
@@ -218,7 +218,7 @@ class OrderedPool(Generic[T]):
         fail_fast: bool = True,
         item_timeout_s: float | None = None,
         record_timings: bool = False,
-        clock: Clock = time.perf_counter,
+        clock: TimeSource = time.perf_counter,
         max_ahead: int | None = None,
     ) -> None:
         if concurrency < 1:

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import pyperf
 
-from workloads.samples import Clock, SampleSink
+from workloads.samples import ClockName, SampleSink
 
 __all__ = ["Round", "balanced", "main", "run_async"]
 
@@ -33,7 +33,7 @@ class Round:
         self.id = sink.next_round() if recording else "warmup"
 
     def record(
-        self, metric: str, values: Sequence[float], *, unit: str = "s", clock: Clock = "wall"
+        self, metric: str, values: Sequence[float], *, unit: str = "s", clock: ClockName = "wall"
     ) -> None:
         """Keep ``values`` of ``metric`` for this round."""
         if self.recording:

@@ -8,7 +8,7 @@ from reference_impl import virtual_time
 from reference_impl.mode import Mode
 from workloads._bench import Round, balanced
 from workloads._traces import load_records
-from workloads.drivers import Outcome, Setting
+from workloads.drivers import Setting, TraceOutcome
 from workloads.prp_driver import run_prp
 
 TRACE = "prp-nightly"
@@ -17,9 +17,9 @@ TRACE = "prp-nightly"
 BASE_CONCURRENCY = 1
 
 
-def run_both(round_: Round, number: int) -> tuple[dict[Mode, Outcome], float]:
+def run_both(round_: Round, number: int) -> tuple[dict[Mode, TraceOutcome], float]:
     """Run prp-nightly in both modes (balanced order); the pooled run's wall seconds."""
-    outcomes: dict[Mode, Outcome] = {}
+    outcomes: dict[Mode, TraceOutcome] = {}
     wall = 0.0
     for mode in balanced(number, [Mode.LEGACY, Mode.POOLED]):
         start = time.perf_counter()

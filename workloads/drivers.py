@@ -3,7 +3,7 @@
 One driver per trace kind (``kernel``: the scheduler, ``mcp``: the MCP adapter,
 ``prp``: the PRP runner). A driver takes the input records (a stream), a
 :class:`Setting` (mode, concurrency, timing jitter and its seed, time scale)
-and returns an :class:`Outcome`: the three digests the trace footer holds, the
+and returns an :class:`TraceOutcome`: the three digests the trace footer holds, the
 counts, and a short digest of every committed event so that a replay can name
 the first event that diverged.
 
@@ -41,10 +41,10 @@ from reference_impl.pool import OrderedPool
 from reference_impl.telemetry import Telemetry, mcp_source, scheduler_source
 from workloads.driving import (
     CANONICAL,
-    Outcome,
     PoolFactory,
     Recorder,
     Setting,
+    TraceOutcome,
     jittered,
 )
 from workloads.errors import SettingError, TraceKindError
@@ -60,10 +60,10 @@ from workloads.trace import (
 
 __all__ = [
     "CANONICAL",
-    "Outcome",
     "PoolFactory",
     "Recorder",
     "Setting",
+    "TraceOutcome",
     "run_kernel",
     "run_mcp",
     "run_trace_records",
@@ -78,7 +78,7 @@ async def run_kernel(
     pool_factory: PoolFactory | None = None,
     inject_slowdown: float | None = None,
     telemetry: Telemetry | None = None,
-) -> Outcome:
+) -> TraceOutcome:
     """Run a kernel trace's tasks through the scheduler.
 
     ``setting.concurrency`` is the scheduler's batch size and pool width; the
@@ -204,7 +204,7 @@ async def run_mcp(
     capture_index: int | None = None,
     pool_factory: PoolFactory | None = None,
     telemetry: Telemetry | None = None,
-) -> Outcome:
+) -> TraceOutcome:
     """Run an MCP trace's tool calls through the adapter.
 
     Pooled mode issues calls through an ordered pool of ``setting.concurrency``
@@ -285,7 +285,7 @@ async def run_mcp(
     )
 
 
-Driver = Callable[..., Coroutine[Any, Any, Outcome]]
+Driver = Callable[..., Coroutine[Any, Any, TraceOutcome]]
 
 
 def run_trace_records(kind: str) -> Driver:

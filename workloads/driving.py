@@ -20,10 +20,10 @@ from reference_impl.pool import OrderedPool
 __all__ = [
     "CANONICAL",
     "EVENT_DIGEST_SIZE",
-    "Outcome",
     "PoolFactory",
     "Recorder",
     "Setting",
+    "TraceOutcome",
     "jittered",
 ]
 
@@ -79,9 +79,9 @@ class Recorder:
         makespan_s: float,
         latencies_s: array[float],
         metrics: Mapping[str, Any] | None = None,
-    ) -> Outcome:
-        """The run's :class:`Outcome`: the driver's digests and figures, and what was recorded."""
-        return Outcome(
+    ) -> TraceOutcome:
+        """The run's :class:`TraceOutcome`: the driver's digests, figures and what it recorded."""
+        return TraceOutcome(
             self.committed.hexdigest(),
             events_digest,
             evidence_digest,
@@ -95,7 +95,7 @@ class Recorder:
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class TraceOutcome:
     """What one run of a trace produced (compared against the footer by replay)."""
 
     committed_digest: str

@@ -17,7 +17,7 @@ from reference_impl.prp.config import PrpConfig
 from reference_impl.prp.gates import GateKind, GateSpec
 from reference_impl.prp.runner import PrpRunner
 from reference_impl.telemetry import Telemetry, prp_source
-from workloads.driving import Outcome, PoolFactory, Recorder, Setting
+from workloads.driving import PoolFactory, Recorder, Setting, TraceOutcome
 from workloads.errors import TraceKindError
 from workloads.trace import GateRecord, InputRecord
 
@@ -55,7 +55,7 @@ async def run_prp(
     capture_index: int | None = None,
     pool_factory: PoolFactory | None = None,
     telemetry: Telemetry | None = None,
-) -> Outcome:
+) -> TraceOutcome:
     """Run the gates once; events are the runner's lifecycle events, in sequence order."""
     del pool_factory  # the PRP runner owns its spool
     gates = gate_specs(records, setting.time_scale)

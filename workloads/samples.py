@@ -30,7 +30,7 @@ __all__ = ["SAMPLES_DIR_ENV", "MetricSamples", "SampleSink", "read_samples"]
 
 SAMPLES_DIR_ENV = "AGENTBENCH_SAMPLES_DIR"
 
-Clock = Literal["wall", "trace", "instructions"]
+ClockName = Literal["wall", "trace", "instructions"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +41,7 @@ class MetricSamples:
     metric: str
     round: str
     unit: str
-    clock: Clock
+    clock: ClockName
     values: tuple[float, ...]
 
     def as_json(self) -> dict[str, object]:
@@ -82,7 +82,7 @@ class SampleSink:
         *,
         round_id: str,
         unit: str = "s",
-        clock: Clock = "wall",
+        clock: ClockName = "wall",
     ) -> None:
         """Append one round's values of ``metric`` (one line, written whole)."""
         if self.path is None:

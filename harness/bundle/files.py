@@ -50,7 +50,7 @@ import pyperf
 from harness.bundle.environment import Environment
 from harness.bundle.verdicts import (
     PYPERF_METRIC,
-    Outcome,
+    TargetOutcome,
     Verdict,
 )
 from harness.errors import BundleError, WorkloadError
@@ -186,7 +186,10 @@ class Manifest(msgspec.Struct, frozen=True, kw_only=True):
     def passed(self) -> bool:
         """Every target passed (or was skipped with its workload) and replay did not diverge."""
         return (
-            all(verdict.passed or verdict.outcome is Outcome.SKIPPED for verdict in self.verdicts)
+            all(
+                verdict.passed or verdict.outcome is TargetOutcome.SKIPPED
+                for verdict in self.verdicts
+            )
             and self.determinism.status is not DeterminismStatus.DIVERGED
         )
 

@@ -18,10 +18,10 @@ __all__ = [
     "Clock",
     "Direction",
     "Measurement",
-    "Outcome",
     "SpreadMethod",
     "Statistic",
     "Target",
+    "TargetOutcome",
     "Unit",
     "Verdict",
     "format_quantity",
@@ -65,7 +65,7 @@ class Direction(enum.StrEnum):
     MIN = "min"
 
 
-class Outcome(enum.StrEnum):
+class TargetOutcome(enum.StrEnum):
     """A target's verdict on one run."""
 
     PASS = "pass"
@@ -123,7 +123,7 @@ class Verdict:
     """
 
     target: Target
-    outcome: Outcome
+    outcome: TargetOutcome
     value: float | None
     spread: tuple[float, float] | None
     spread_method: SpreadMethod

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from harness.cli.options import ExitCode, Subparsers, add_workload_option, fraction
+from harness.cli.options import ExitCode, Subparsers, add_db_option, add_workload_option, fraction
 
 __all__ = ["add_parser"]
 
@@ -45,13 +44,7 @@ def add_parser(subparsers: Subparsers) -> None:
         "`harness compare` uses a calibration only of its bundles' profile",
     )
     add_workload_option(calibrate, "calibrate only these workloads (repeatable); default: all")
-    calibrate.add_argument(
-        "--db",
-        metavar="FILE",
-        type=Path,
-        default=Path("reports") / "history.sqlite",
-        help="the history store to keep the calibration in; default: %(default)s",
-    )
+    add_db_option(calibrate, "the history store to keep the calibration in")
     calibrate.add_argument(
         "--threshold",
         metavar="FRACTION",

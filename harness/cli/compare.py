@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from harness.bundle.paths import check_output_file, write_text_atomically
-from harness.cli.options import Subparsers, fraction
+from harness.cli.options import Subparsers, add_db_option, fraction
 from harness.errors import HarnessError
 
 __all__ = ["add_parser"]
@@ -46,13 +46,7 @@ def add_parser(subparsers: Subparsers) -> None:
         action="store_true",
         help="BASE = the last stored run whose targets all passed, replay deterministic",
     )
-    compare.add_argument(
-        "--db",
-        metavar="FILE",
-        type=Path,
-        default=Path("reports") / "history.sqlite",
-        help="the history store (run ids, --last-good, calibrations); default: %(default)s",
-    )
+    add_db_option(compare, "the history store (run ids, --last-good, calibrations)")
     compare.add_argument(
         "--threshold",
         metavar="FRACTION",

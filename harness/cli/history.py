@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from harness.cli.options import ExitCode, Subparsers
+from harness.cli.options import ExitCode, Subparsers, add_db_option
 from harness.store.db import HistoryStore
 
 __all__ = ["add_parser"]
@@ -20,13 +19,7 @@ def add_parser(subparsers: Subparsers) -> None:
         "checks the store's integrity. Reading never writes the store (a read-only "
         "directory is fine).",
     )
-    history.add_argument(
-        "--db",
-        metavar="FILE",
-        type=Path,
-        default=Path("reports") / "history.sqlite",
-        help="the history store; default: %(default)s",
-    )
+    add_db_option(history, "the history store")
     history.add_argument("--target", metavar="NAME", help="show this target's values over time")
     history.add_argument("--limit", metavar="N", type=int, help="only the N most recent runs")
     history.add_argument(

@@ -1,7 +1,9 @@
-"""Judge: targets, statistics, comparisons and change points, read from bundles and the store.
+"""Judge: targets, statistics, comparisons, change points and attributions, read from
+bundles and the store.
 
 ``targets`` (the targets file and one target's verdict), ``stats`` (per-round ratios,
-intervals, tests, noise), ``compare`` (two bundles row by row: the verdict and its
-exit status) and ``changepoints`` (steps in a series of nights). Nothing here runs a
-workload.
+intervals, tests, robust noise), ``compare`` (two bundles row by row: the verdict and
+its exit status), ``changepoints`` (steps in one series of nights), ``nights`` (every
+stored series of a branch and machine searched for them) and ``where`` (the
+functions whose own time changed between two profiles). Nothing here runs a workload.
 """

@@ -50,8 +50,8 @@ from harness.bundle.environment import Environment
 from harness.bundle.files import Bundle, DeterminismStatus, load_bundle
 from harness.bundle.verdicts import (
     PYPERF_METRIC,
-    Outcome,
     Statistic,
+    TargetOutcome,
     statistic_of,
 )
 from harness.errors import BundleError, EnvironmentRefused, ExitCode
@@ -894,7 +894,8 @@ def _comparison_verdict(
     missed = [
         v.target.name
         for v in manifest.verdicts
-        if not v.passed and v.outcome is not Outcome.SKIPPED  # skipped: its workload could not run
+        if not v.passed
+        and v.outcome is not TargetOutcome.SKIPPED  # skipped: its workload could not run
     ]
     if missed:
         found.append(ComparisonVerdict.TARGET_MISSED)

@@ -27,9 +27,9 @@ Guarantees of :func:`evaluate`:
   rounds. It is seeded: the same values give the same interval.
 * Pass or fail is decided on the value alone (inclusive bound); the interval
   is reported beside it so a reader sees how close the call was.
-* No values: the verdict is :attr:`Outcome.MISSING`, which fails.
+* No values: the verdict is :attr:`TargetOutcome.MISSING`, which fails.
 * A target of a workload that skipped itself (an optional dependency group
-  not installed) gets :func:`skipped_verdict`: :attr:`Outcome.SKIPPED`, no
+  not installed) gets :func:`skipped_verdict`: :attr:`TargetOutcome.SKIPPED`, no
   value, not passed, and it does not fail the run (see
   :attr:`harness.bundle.files.Manifest.passed`).
 """
@@ -53,10 +53,10 @@ from harness.bundle.verdicts import (
     Clock,
     Direction,
     Measurement,
-    Outcome,
     SpreadMethod,
     Statistic,
     Target,
+    TargetOutcome,
     Unit,
     Verdict,
     statistic_of,
@@ -68,17 +68,7 @@ from workloads.samples import MetricSamples
 
 __all__ = [
     "DEFAULT_TARGETS_PATH",
-    "PYPERF_METRIC",
     "SCHEMA_VERSION",
-    "Clock",
-    "Direction",
-    "Measurement",
-    "Outcome",
-    "SpreadMethod",
-    "Statistic",
-    "Target",
-    "Unit",
-    "Verdict",
     "evaluate",
     "load_targets",
     "load_thresholds",
@@ -86,7 +76,6 @@ __all__ = [
     "parse_targets",
     "parse_thresholds",
     "skipped_verdict",
-    "statistic_of",
 ]
 
 DEFAULT_TARGETS_PATH = Path(registry.__file__).resolve().parent / "targets.toml"
@@ -384,7 +373,16 @@ def evaluate(
         raise ValueError(f"{len(rounds)} round labels for {len(values)} values")
     if not values:
         return Verdict(
-            target, Outcome.MISSING, None, None, SpreadMethod.NONE, target.bound, None, False, 0, 0
+            target,
+            TargetOutcome.MISSING,
+            None,
+            None,
+            SpreadMethod.NONE,
+            target.bound,
+            None,
+            False,
+            0,
+            0,
         )
     array = np.asarray(values, dtype=float)
     if not np.all(np.isfinite(array)):
@@ -402,7 +400,7 @@ def evaluate(
     passed = target.holds(value)
     return Verdict(
         target=target,
-        outcome=Outcome.PASS if passed else Outcome.FAIL,
+        outcome=TargetOutcome.PASS if passed else TargetOutcome.FAIL,
         value=value,
         spread=spread,
         spread_method=method,
@@ -417,7 +415,16 @@ def evaluate(
 def skipped_verdict(target: Target) -> Verdict:
     """The verdict of ``target`` when its workload skipped itself: no value, not passed."""
     return Verdict(
-        target, Outcome.SKIPPED, None, None, SpreadMethod.NONE, target.bound, None, False, 0, 0
+        target,
+        TargetOutcome.SKIPPED,
+        None,
+        None,
+        SpreadMethod.NONE,
+        target.bound,
+        None,
+        False,
+        0,
+        0,
     )
 
 

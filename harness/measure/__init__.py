@@ -1,9 +1,12 @@
 """Measure: the only stage that runs workloads.
 
-``run`` (one checkout, every workload, targets, the bundle), ``interleave`` (two git
-refs alternately, in a balanced order), ``calibrate`` (an A/A run: this machine's
+``run`` (one checkout, every workload and the instruction clock, targets, the
+bundle), ``interleave`` (two git refs alternately, in a balanced order; disturbed
+rounds run again; ``--until-decided``), ``calibrate`` (an A/A run: this machine's
 noise), ``checkout`` (a worktree and a virtualenv per git ref), ``replay`` (a trace
-under many settings, the first diverging event) and ``profiles`` (the hot paths'
-profiles, captured while measuring). It writes bundles and appends to the store;
-judge and report read what it wrote and never import it.
+under many settings and hash seeds, the first diverging event), ``profiles`` (the hot
+paths' profiles, captured while measuring), ``load`` (how busy other processes kept
+the machine during a round) and ``manifest`` (the one builder of a run's manifest).
+It writes bundles and appends to the store; judge and report read what it wrote and
+never import it.
 """

@@ -950,6 +950,8 @@ def count_side_instructions(
         )
     except subprocess.TimeoutExpired:
         return Counted((), f"the instruction pass took over {INSTRUCTIONS_TIMEOUT_S:.0f} s")
+    except OSError as exc:
+        return Counted((), f"its interpreter did not start ({exc.strerror or exc})")
     elapsed = time.monotonic() - started
     last = (done.stderr.strip().splitlines() or [""])[-1]
     if done.returncode == registry.SKIP_EXIT_STATUS:

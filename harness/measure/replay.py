@@ -39,7 +39,7 @@ from harness.errors import HarnessError, TraceError
 from reference_impl import virtual_time
 from reference_impl.mode import Mode
 from reference_impl.telemetry import Exporter, MetricPoint, Telemetry, TelemetryConfig
-from workloads.drivers import CANONICAL, Outcome, PoolFactory, Setting, run_trace_records
+from workloads.drivers import CANONICAL, PoolFactory, Setting, TraceOutcome, run_trace_records
 from workloads.registry import trace_path
 from workloads.trace import Footer, TraceFormatError, TraceReader, read_header, trace_id
 
@@ -201,7 +201,7 @@ def _run(
     *,
     capture_index: int | None = None,
     pool_factory: PoolFactory | None = None,
-) -> tuple[Outcome, Footer]:
+) -> tuple[TraceOutcome, Footer]:
     reader = TraceReader(path)
     driver = run_trace_records(kind)
     kwargs: dict[str, Any] = {"capture_index": capture_index}
@@ -212,7 +212,7 @@ def _run(
     return outcome, reader.footer
 
 
-def _mismatch(outcome: Outcome, footer: Footer) -> str | None:
+def _mismatch(outcome: TraceOutcome, footer: Footer) -> str | None:
     for name in ("committed_digest", "events_digest", "evidence_digest"):
         if getattr(outcome, name) != getattr(footer, name):
             return name
@@ -221,7 +221,7 @@ def _mismatch(outcome: Outcome, footer: Footer) -> str | None:
     return None
 
 
-def _first_index(expected: Outcome, actual: Outcome) -> int:
+def _first_index(expected: TraceOutcome, actual: TraceOutcome) -> int:
     """The index of the first event whose short digests differ (or the shorter run's length)."""
     shorter = min(expected.events, actual.events)
     return next(
@@ -275,8 +275,8 @@ class _Result(msgspec.Struct, frozen=True, kw_only=True, tag="result"):
     makespan_s: float
     footer: Footer
 
-    def outcome(self) -> Outcome:
-        return Outcome(
+    def outcome(self) -> TraceOutcome:
+        return TraceOutcome(
             self.committed_digest,
             self.events_digest,
             self.evidence_digest,
@@ -350,7 +350,7 @@ class _Local:
             for job in jobs
         )
 
-    def __iter__(self) -> Iterator[tuple[Outcome, Footer]]:
+    def __iter__(self) -> Iterator[tuple[TraceOutcome, Footer]]:
         return self._runs
 
     def close(self) -> None:
@@ -392,7 +392,7 @@ class _Child:
             self.close()
             raise
 
-    def __iter__(self) -> Iterator[tuple[Outcome, Footer]]:
+    def __iter__(self) -> Iterator[tuple[TraceOutcome, Footer]]:
         """Each job's outcome and the trace's footer, in order; a bad trace raises TraceError."""
         assert self._process.stdout is not None
         received = 0
@@ -437,7 +437,7 @@ class _Replay:
     places: tuple[_Place, ...]
     pool_factory: PoolFactory | None = None
     footer: Footer | None = None
-    _canonical: dict[_Place, Outcome] = field(default_factory=dict)
+    _canonical: dict[_Place, TraceOutcome] = field(default_factory=dict)
 
     def start(self, place: _Place, jobs: Sequence[_Job]) -> _Local | _Child:
         """The outcomes of ``jobs`` at ``place``: a child starts now, this process runs lazily.
@@ -446,13 +446,13 @@ class _Replay:
         """
         return _Child(self.path, self.kind, place, jobs) if place.child else _Local(self, jobs)
 
-    def run(self, work: Mapping[_Place, Sequence[_Job]]) -> dict[_Place, list[Outcome]]:
+    def run(self, work: Mapping[_Place, Sequence[_Job]]) -> dict[_Place, list[TraceOutcome]]:
         """The outcomes of every place's jobs, the children running side by side."""
         streams: dict[_Place, _Local | _Child] = {}
         try:
             for place, jobs in sorted(work.items(), key=lambda item: not item[0].child):
                 streams[place] = self.start(place, jobs)
-            results: dict[_Place, list[Outcome]] = {}
+            results: dict[_Place, list[TraceOutcome]] = {}
             for place, stream in sorted(streams.items(), key=lambda item: item[0].child):
                 results[place] = []
                 for outcome, footer in stream:
@@ -463,7 +463,7 @@ class _Replay:
             for stream in streams.values():
                 stream.close()
 
-    def canonical(self, places: Iterable[_Place]) -> dict[_Place, Outcome]:
+    def canonical(self, places: Iterable[_Place]) -> dict[_Place, TraceOutcome]:
         """The canonical run (legacy, concurrency 1, no jitter) at each place, cached."""
         wanted = [place for place in dict.fromkeys(places) if place not in self._canonical]
         for place, (outcome,) in self.run({p: [_Job(CANONICAL)] for p in wanted}).items():
@@ -489,7 +489,7 @@ class _Replay:
         return [_place(seed) for seed in dict.fromkeys(seeds) if seed != place.hash_seed]
 
     def diagnose(
-        self, place: _Place, setting: Setting, outcome: Outcome, differs: str
+        self, place: _Place, setting: Setting, outcome: TraceOutcome, differs: str
     ) -> Divergence:
         """The first diverging event of ``setting``'s run at ``place``, whose ``differs`` field
         (a digest, or the counts) is not the footer's."""

@@ -40,7 +40,7 @@ from harness.bundle.files import SCHEMA_VERSION as BUNDLE_SCHEMA
 from harness.bundle.files import Bundle, Manifest
 from harness.bundle.verdicts import Statistic, statistic_of
 from harness.errors import BundleError
-from workloads.samples import Clock, MetricSamples
+from workloads.samples import ClockName, MetricSamples
 
 __all__ = [
     "PyperfSeries",
@@ -55,7 +55,7 @@ __all__ = [
 ]
 
 _FLOAT = np.dtype("<f8")
-_CLOCKS: tuple[str, ...] = get_args(Clock)
+_CLOCKS: tuple[str, ...] = get_args(ClockName)
 
 
 class _Layout(msgspec.Struct, frozen=True):
@@ -263,7 +263,7 @@ def rebuild(
         stored += len(rounds)
         for position, round_id, values in zip(layout.positions, layout.rounds, rounds, strict=True):
             placed[position] = MetricSamples(
-                row.workload, row.metric, round_id, row.unit, cast(Clock, row.clock), values
+                row.workload, row.metric, round_id, row.unit, cast(ClockName, row.clock), values
             )
     if len(placed) != stored or sorted(placed) != list(range(stored)):
         raise BundleError("stored sample positions are not 0..n-1", where=where)

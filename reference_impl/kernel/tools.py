@@ -68,7 +68,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-Clock = Callable[[], float]
+TimeSource = Callable[[], float]
 
 DEFAULT_SHELL_PATH = "/usr/local/bin:/usr/bin:/bin"
 _READ_CHUNK_BYTES = 65_536
@@ -256,7 +256,7 @@ class ShellTool:
     Use one event loop per tool, as with any asyncio object.
     """
 
-    def __init__(self, config: ShellConfig, *, clock: Clock = time.perf_counter) -> None:
+    def __init__(self, config: ShellConfig, *, clock: TimeSource = time.perf_counter) -> None:
         self._config = config
         self._clock = clock
         self._counters = _Counters()

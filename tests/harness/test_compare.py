@@ -29,9 +29,9 @@ from harness.bundle.files import (
 from harness.bundle.verdicts import (
     Clock,
     Direction,
-    Outcome,
     Statistic,
     Target,
+    TargetOutcome,
     Unit,
     Verdict,
 )
@@ -373,7 +373,9 @@ def _failed_verdict() -> Verdict:
         direction=Direction.MAX,
         description="t",
     )
-    return Verdict(target, Outcome.FAIL, 0.02, (0.01, 0.03), "none", 0.001, -19.0, False, 9, 3)  # type: ignore[arg-type]
+    return Verdict(
+        target, TargetOutcome.FAIL, 0.02, (0.01, 0.03), "none", 0.001, -19.0, False, 9, 3
+    )  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ import harness.measure.replay
 import harness.measure.run
 from harness.bundle.files import DeterminismStatus, load_bundle
 from harness.bundle.verdicts import (
-    Outcome,
+    TargetOutcome,
     Unit,
     format_quantity,
 )
@@ -69,8 +69,8 @@ def test_run_writes_a_valid_bundle_and_passes(
     assert manifest.determinism.reason == "no trace to replay"
     assert manifest.environment.fingerprint_digest == manifest.environment.fingerprint.digest
     assert {v.target.name: v.outcome for v in manifest.verdicts} == {
-        "op_latency_p95": Outcome.PASS,
-        "fake_op_pyperf_median": Outcome.PASS,
+        "op_latency_p95": TargetOutcome.PASS,
+        "fake_op_pyperf_median": TargetOutcome.PASS,
     }
     latency = manifest.verdicts[0]
     assert latency.value == pytest.approx(0.03)
@@ -90,7 +90,7 @@ def test_a_missed_target_exits_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         progress=io.StringIO(),
     )
     assert result.exit_status == 1
-    assert result.manifest.verdicts[0].outcome is Outcome.FAIL
+    assert result.manifest.verdicts[0].outcome is TargetOutcome.FAIL
     assert result.manifest.verdicts[0].margin is not None and result.manifest.verdicts[0].margin < 0
     assert result.history_path is None
     assert not (tmp_path / "reports" / "history.sqlite").exists()
@@ -115,7 +115,7 @@ description = "a metric the fake workload never records"
     targets = fake.write_targets(tmp_path, extra=extra)
     result = run(_options(tmp_path, targets, history=False), progress=io.StringIO())
     assert result.exit_status == 1
-    assert result.manifest.verdicts[-1].outcome is Outcome.MISSING
+    assert result.manifest.verdicts[-1].outcome is TargetOutcome.MISSING
 
 
 def test_a_diverged_replay_exits_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness.bundle.files import load_bundle
-from harness.bundle.verdicts import Outcome
+from harness.bundle.verdicts import TargetOutcome
 from harness.errors import WorkloadError
 from harness.measure.run import (
     RunOptions,
@@ -99,8 +99,8 @@ def test_a_skipped_workload_is_shown_recorded_and_does_not_fail_the_run(
     assert runs[PEER].samples == 0
     assert runs["fake"].skipped == ""
     outcomes = {v.target.name: v.outcome for v in manifest.verdicts}
-    assert outcomes["peer_ratio"] is Outcome.SKIPPED
-    assert outcomes["op_latency_p95"] is Outcome.PASS
+    assert outcomes["peer_ratio"] is TargetOutcome.SKIPPED
+    assert outcomes["op_latency_p95"] is TargetOutcome.PASS
     assert result.exit_status == 0
     table = format_table(manifest.verdicts, manifest.determinism)
     assert any(line.startswith("peer_ratio") and "SKIPPED" in line for line in table.splitlines())
@@ -116,7 +116,7 @@ def test_a_skip_does_not_hide_a_missed_target_of_another_workload(
     _install(monkeypatch, tmp_path, peer_script=_skipping(SKIP_LINE))
     result = run(_options(tmp_path, bound=0.001, history=False), progress=io.StringIO())
     assert {v.target.name: v.outcome for v in result.manifest.verdicts}["peer_ratio"] is (
-        Outcome.SKIPPED
+        TargetOutcome.SKIPPED
     )
     assert result.exit_status == 1
 

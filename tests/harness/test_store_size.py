@@ -33,7 +33,7 @@ from harness.bundle.files import (
     load_bundle,
     write_bundle,
 )
-from harness.bundle.verdicts import Outcome, Verdict
+from harness.bundle.verdicts import TargetOutcome, Verdict
 from harness.judge.targets import evaluate, load_targets, measurement_of
 from harness.store.db import HistoryStore
 from workloads import registry
@@ -179,7 +179,7 @@ def synthetic_bundle(
 
 
 def _passed(verdict: Verdict) -> Verdict:
-    return dataclasses.replace(verdict, outcome=Outcome.PASS, passed=True)
+    return dataclasses.replace(verdict, outcome=TargetOutcome.PASS, passed=True)
 
 
 def bytes_per_run(profile: str, runs: int = 3) -> dict[str, int]:

@@ -10,9 +10,9 @@ import pytest
 
 from harness.bundle.verdicts import (
     Direction,
-    Outcome,
     SpreadMethod,
     Statistic,
+    TargetOutcome,
     statistic_of,
 )
 from harness.errors import TargetsError, WorkloadError
@@ -136,7 +136,7 @@ def test_no_targets_and_unreadable_file_are_errors(tmp_path: Path) -> None:
 
 def test_max_target_passes_at_or_below_the_bound_with_positive_margin() -> None:
     verdict = evaluate(LATENCY_TARGET, [0.2] * 10)
-    assert verdict.outcome is Outcome.PASS
+    assert verdict.outcome is TargetOutcome.PASS
     assert verdict.passed
     assert verdict.value == pytest.approx(0.2)
     assert verdict.margin == pytest.approx(0.2)
@@ -145,7 +145,7 @@ def test_max_target_passes_at_or_below_the_bound_with_positive_margin() -> None:
 
 def test_max_target_fails_above_the_bound_with_negative_margin() -> None:
     verdict = evaluate(LATENCY_TARGET, [0.3] * 10)
-    assert verdict.outcome is Outcome.FAIL
+    assert verdict.outcome is TargetOutcome.FAIL
     assert not verdict.passed
     assert verdict.margin == pytest.approx(-0.2)
 
@@ -168,7 +168,7 @@ def test_zero_bound_margin_is_absolute() -> None:
 
 def test_no_values_is_a_missing_verdict_that_fails() -> None:
     verdict = evaluate(LATENCY_TARGET, [])
-    assert verdict.outcome is Outcome.MISSING
+    assert verdict.outcome is TargetOutcome.MISSING
     assert not verdict.passed
     assert verdict.value is None and verdict.margin is None and verdict.spread is None
     assert verdict.n == 0

@@ -24,7 +24,7 @@ from workloads import fanout_vs_langgraph as fanout
 from workloads import graph_vs_langgraph as graph
 from workloads import registry
 from workloads._peers import LANGGRAPH_MISSING, PeerMismatchError, check_same_results
-from workloads.samples import Clock
+from workloads.samples import ClockName
 
 ROOT = Path(__file__).resolve().parents[2]
 PEER_WORKLOADS = ("graph_vs_langgraph", "fanout_vs_langgraph")
@@ -55,7 +55,7 @@ class RecordedRound:
         self.metrics: dict[str, tuple[str, list[float]]] = {}
 
     def record(
-        self, metric: str, values: Sequence[float], *, unit: str = "s", clock: Clock = "wall"
+        self, metric: str, values: Sequence[float], *, unit: str = "s", clock: ClockName = "wall"
     ) -> None:
         assert clock == "wall"
         assert metric not in self.metrics, f"{metric} recorded twice in a round"
