@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from harness.bundle.files import load_bundle
+from harness.bundle.files import Manifest, load_bundle
 from harness.cli.options import EPILOG, Subparsers, add_workload_option
 from harness.errors import HarnessError
 from harness.store.db import HISTORY_FILE, HistoryStore
@@ -61,13 +61,12 @@ class Baseline:
     sha: str = ""
 
 
-def choose_baseline(history: Path, tonight: Path) -> Baseline:
-    """The baseline path for tonight's bundle ``tonight`` (see the module's steps)."""
+def choose_baseline(history: Path, manifest: Manifest) -> Baseline:
+    """The baseline path for tonight's run, of ``manifest`` (see the module's steps)."""
     # Imported here, as every command imports its stage: importing the CLI must not
     # import scipy (numpy.f2py, which it imports, reads $SOURCE_DATE_EPOCH).
     from harness.judge.compare import last_good_bundle
 
-    manifest = load_bundle(tonight).manifest
     fingerprint = manifest.environment.fingerprint_digest
     if not history.is_file():
         return Baseline("none", f"no history store at {history} (the first night)")
@@ -110,7 +109,8 @@ def nightly(
         print("nightly: no bundle was written; nothing to compare or report", file=log)
         return max(statuses)
     history = reports / HISTORY_FILE
-    baseline = choose_baseline(history, candidate)
+    tonight = load_bundle(candidate).manifest
+    baseline = choose_baseline(history, tonight)
     comparison = reports / "compare.json"
     comparison.unlink(missing_ok=True)
     outputs = ["--markdown", str(reports / "compare.md"), "--json", str(comparison)]
@@ -125,16 +125,16 @@ def nightly(
             f"commit {baseline.sha[:12]} beside tonight's, interleaved",
             file=log,
         )
-        statuses.append(_remeasure(main, baseline, candidate, reports, selected, rounds, outputs))
+        statuses.append(_remeasure(main, baseline, tonight, reports, selected, rounds, outputs))
     else:
         print(f"nightly: no comparison tonight: {baseline.why}", file=log)
-    statuses.append(_change_points(history, candidate, log))
+    statuses.append(_change_points(history, tonight, log))
     base = ["--base", str(comparison)] if comparison.exists() else []
     statuses.append(main(["report", str(candidate), "--history", str(history), *base]))
     return max(statuses)
 
 
-def _change_points(history: Path, tonight: Path, log: TextIO) -> int:
+def _change_points(history: Path, manifest: Manifest, log: TextIO) -> int:
     """1 when tonight opens a change point beyond the threshold in the bad direction.
 
     Even where the pairwise comparison was inconclusive: a step over the nights is
@@ -145,7 +145,6 @@ def _change_points(history: Path, tonight: Path, log: TextIO) -> int:
 
     if not history.is_file():
         return 0
-    manifest = load_bundle(tonight).manifest
     environment = manifest.environment
     found = night_changes(
         HistoryStore(history),
@@ -170,15 +169,15 @@ def _change_points(history: Path, tonight: Path, log: TextIO) -> int:
 def _remeasure(
     main: Main,
     baseline: Baseline,
-    tonight: Path,
+    tonight: Manifest,
     reports: Path,
     selected: Sequence[str],
     rounds: int | None,
     outputs: Sequence[str],
 ) -> int:
     """Interleave the last good commit with tonight's, then judge that pair."""
-    sha = load_bundle(tonight).manifest.environment.git.sha or "HEAD"
-    out = reports / BASELINE_DIR / tonight.name
+    sha = tonight.environment.git.sha or "HEAD"
+    out = reports / BASELINE_DIR / tonight.run_id
     argv = ["interleave", baseline.sha, sha, "--out", str(out), *selected]
     if rounds is not None:
         argv += ["--rounds", str(rounds)]

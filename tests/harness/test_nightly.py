@@ -10,7 +10,7 @@ from pathlib import Path
 import msgspec
 
 from harness.bundle.environment import Fingerprint
-from harness.bundle.files import Determinism, DeterminismStatus, Manifest, write_bundle
+from harness.bundle.files import Determinism, DeterminismStatus, Manifest, load_bundle, write_bundle
 from harness.cli.nightly import choose_baseline, latest_bundle, nightly
 from harness.store.db import HISTORY_FILE, HistoryStore
 
@@ -44,8 +44,6 @@ def _night(
     reports.mkdir(parents=True, exist_ok=True)
     path = write_bundle(reports, manifest, suite, make_samples(), [])
     if store:
-        from harness.bundle.files import load_bundle
-
         HistoryStore(reports / HISTORY_FILE).append_run(load_bundle(path))
     return path
 
@@ -127,7 +125,7 @@ def test_a_failed_remeasure_is_an_error_and_the_report_still_runs(tmp_path: Path
 def test_choose_baseline_says_why(tmp_path: Path) -> None:
     _night(tmp_path, "2025T-good-000001", GOOD_SHA)
     tonight = _night(tmp_path, "2026T-tonight-000002", TONIGHT_SHA, cpu="Other CPU")
-    baseline = choose_baseline(tmp_path / HISTORY_FILE, tonight)
+    baseline = choose_baseline(tmp_path / HISTORY_FILE, load_bundle(tonight).manifest)
     assert (baseline.path, baseline.sha) == ("remeasure", GOOD_SHA)
     assert "ran on another machine" in baseline.why
 

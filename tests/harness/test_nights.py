@@ -96,9 +96,9 @@ def test_the_nightly_fails_on_a_step_tonight_opens(tmp_path: Path) -> None:
     for night in range(8):
         path = _night(tmp_path, night, 545.4 if night < 6 else 600.0, 0.010)
     log = io.StringIO()
-    assert _change_points(tmp_path / HISTORY_FILE, path, log) == 1
+    assert _change_points(tmp_path / HISTORY_FILE, load_bundle(path).manifest, log) == 1
     assert "1 regression(s) opened tonight" in log.getvalue()
     assert "nightly: change point: prp_end_to_end/makespan_pooled" in log.getvalue()
     # the next night, the same step is known: not opened again
     path = _night(tmp_path, 8, 600.0, 0.010)
-    assert _change_points(tmp_path / HISTORY_FILE, path, io.StringIO()) == 0
+    assert _change_points(tmp_path / HISTORY_FILE, load_bundle(path).manifest, io.StringIO()) == 0
