@@ -889,6 +889,19 @@ def _side_bundle(
 SideProfiler = Callable[[Checkout, Mapping[str, str], Path], Capture]
 
 
+def _after_rounds_env(side_env: Mapping[str, str]) -> dict[str, str]:
+    """The environment of a side's pass after the rounds (profiles, instructions).
+
+    Ours less what would make it run other code (:func:`clean_environ`) and less the
+    round variables (no samples are recorded), plus the side's own variables.
+    """
+    env = clean_environ(os.environ)
+    for name in (SAMPLES_DIR_ENV, PROFILE_ENV):
+        env.pop(name, None)
+    env.update(side_env)
+    return env
+
+
 def capture_side_profiles(
     checkout: Checkout, side_env: Mapping[str, str], workdir: Path
 ) -> Capture:
@@ -899,11 +912,7 @@ def capture_side_profiles(
     (:func:`~harness.measure.checkout.clean_environ`) plus the side's own variables,
     so a planted slowdown measured on a side shows in its profile.
     """
-    env = clean_environ(os.environ)
-    for name in (SAMPLES_DIR_ENV, PROFILE_ENV):
-        env.pop(name, None)
-    env.update(side_env)
-    return capture_in(checkout.python, env=env, cwd=workdir)
+    return capture_in(checkout.python, env=_after_rounds_env(side_env), cwd=workdir)
 
 
 @dataclass(frozen=True, slots=True)
@@ -933,10 +942,7 @@ def count_side_instructions(
     round, with the side's own variables (a planted AGENTBENCH_INJECT_CPU counts).
     A side whose code has no instruction clock (an older commit) gets none, saying so.
     """
-    env = clean_environ(os.environ)
-    for name in (SAMPLES_DIR_ENV, PROFILE_ENV):
-        env.pop(name, None)
-    env.update(side_env)
+    env = _after_rounds_env(side_env)
     started = time.monotonic()
     try:
         done = subprocess.run(
