@@ -272,6 +272,7 @@ OPS: Mapping[str, Callable[[int], None]] = {
     "pool_item_c1": _pool(1),
     "pool_item_c4": _pool(4),
     "pool_item_c16": _pool(16),
+    "pool_item_c64": _pool(64),
     "sequential_item": _sequential,
     "proof_import_legacy": _proof_import_legacy,
     "proof_import_cached": _proof_import_cached,

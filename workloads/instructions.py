@@ -126,6 +126,12 @@ INSTRUCTION_OPS: tuple[InstructionOp, ...] = (
         "ordered pool, concurrency 16, per no-op item",
     ),
     InstructionOp(
+        "pool_item_c64",
+        "instructions_pool_item_c64",
+        2000,
+        "ordered pool, concurrency 64, per no-op item",
+    ),
+    InstructionOp(
         "sequential_item",
         "instructions_sequential_item",
         2000,

@@ -87,6 +87,10 @@ class Metric:
     ``per_round`` is how many values one round records (percentiles need many).
     ``reference``: the figure measures only a peer or a baseline, never our code:
     compare shows it and never judges it.
+    ``twin`` names the metric of the ``instructions`` workload that counts the same
+    CPU-bound path exactly; compare lets that exact count decide a
+    wall row its noise leaves undecided, and says when the two clocks disagree.
+    Only CPU-bound paths have one: a path that waits (sleeps, I/O) does not.
     """
 
     name: str
@@ -97,6 +101,7 @@ class Metric:
     pair: str = ""
     role: Role = Role.NONE
     per_round: int = 1
+    twin: str = ""
 
     @property
     def reference(self) -> bool:
@@ -104,14 +109,18 @@ class Metric:
         return self.role is Role.PEER
 
 
-def latency(name: str, per_round: int, *, pair: str = "", role: Role = Role.NONE) -> Metric:
+def latency(
+    name: str, per_round: int, *, pair: str = "", role: Role = Role.NONE, twin: str = ""
+) -> Metric:
     """A per-operation latency in seconds, ``per_round`` values a round."""
-    return Metric(name, Kind.LATENCY, per_round=per_round, pair=pair, role=role)
+    return Metric(name, Kind.LATENCY, per_round=per_round, pair=pair, role=role, twin=twin)
 
 
-def cost(name: str, *, pair: str = "", role: Role = Role.NONE, per_round: int = 1) -> Metric:
+def cost(
+    name: str, *, pair: str = "", role: Role = Role.NONE, per_round: int = 1, twin: str = ""
+) -> Metric:
     """A cost in seconds (of a batch, or per item of it)."""
-    return Metric(name, Kind.COST, pair=pair, role=role, per_round=per_round)
+    return Metric(name, Kind.COST, pair=pair, role=role, per_round=per_round, twin=twin)
 
 
 def ratio(
@@ -122,21 +131,27 @@ def ratio(
     pair: str = "",
     role: Role = Role.NONE,
     per_round: int = 1,
+    twin: str = "",
 ) -> Metric:
     """A dimensionless ratio; an overhead or gain recorded as ``ratio - 1`` has offset 1."""
     kind = Kind.OVERHEAD if offset else Kind.RATIO
-    return Metric(name, kind, "ratio", better, offset, pair, role, per_round)
+    return Metric(name, kind, "ratio", better, offset, pair, role, per_round, twin)
 
 
 @dataclass(frozen=True, slots=True)
 class WorkloadInfo:
-    """One workload: its module, the clock its figures are on, the metrics it records."""
+    """One workload: its module, the clock its figures are on, the metrics it records.
+
+    ``pyperf_twin``: the instruction metric of the path pyperf's own values time
+    (see :attr:`Metric.twin`), "" when that path waits.
+    """
 
     name: str
     description: str
     clock: Literal["wall", "trace", "instructions"]
     metrics: tuple[Metric, ...]
     traces: tuple[str, ...] = ()
+    pyperf_twin: str = ""
 
     @property
     def metric_names(self) -> tuple[str, ...]:
@@ -175,6 +190,12 @@ PROFILES: dict[str, Profile] = {
 }
 
 _HIGHER = Better.HIGHER
+
+
+def _pool_twin(concurrency: int) -> str:
+    return f"instructions_pool_item_c{concurrency}"
+
+
 _FANOUT_INVOCATIONS = {16: 24, 256: 4}
 _GRAPH_BATCHES = 4
 # Values a round records of the per-operation metrics (kernel-small: 200 tasks a run;
@@ -193,18 +214,22 @@ WORKLOADS: dict[str, WorkloadInfo] = {
             "I/O efficiency",
             "wall",
             (
-                *(cost(f"item_cost_ordered_pool_c{c}", pair="pool") for c in (1, 4, 16, 64)),
+                *(
+                    cost(f"item_cost_ordered_pool_c{c}", pair="pool", twin=_pool_twin(c))
+                    for c in (1, 4, 16, 64)
+                ),
                 cost("item_cost_semaphore_gather_c16", pair="pool", role=Role.PEER),
                 cost("item_cost_task_group_c16", pair="pool", role=Role.PEER),
                 cost("item_cost_aiometer_c16", pair="pool", role=Role.PEER),
                 cost("item_cost_floor_c16", pair="pool", role=Role.PEER),
                 cost("item_cost_sequential", pair="pool", role=Role.PEER),
-                ratio("item_cost_ratio_vs_semaphore"),
-                ratio("item_cost_ratio_vs_floor"),
+                ratio("item_cost_ratio_vs_semaphore", twin=_pool_twin(16)),
+                ratio("item_cost_ratio_vs_floor", twin=_pool_twin(16)),
                 ratio("io_efficiency", better=_HIGHER, pair="io", role=Role.OURS),
                 ratio("io_efficiency_semaphore", better=_HIGHER, pair="io", role=Role.PEER),
                 ratio("io_efficiency_vs_semaphore", better=_HIGHER),
             ),
+            pyperf_twin=_pool_twin(16),
         ),
         WorkloadInfo(
             "scheduler_latency",
@@ -229,20 +254,45 @@ WORKLOADS: dict[str, WorkloadInfo] = {
             "MCP pre+post hook time per tool call, cached hooks (pooled) vs rebuilt (legacy)",
             "wall",
             (
-                latency("hook_latency_pooled", _MCP_CALLS, pair="hook_latency", role=Role.IMPROVED),
-                latency("hook_latency_legacy", _MCP_CALLS, pair="hook_latency", role=Role.LEGACY),
+                latency(
+                    "hook_latency_pooled",
+                    _MCP_CALLS,
+                    pair="hook_latency",
+                    role=Role.IMPROVED,
+                    twin="instructions_hook_call_pooled",
+                ),
+                latency(
+                    "hook_latency_legacy",
+                    _MCP_CALLS,
+                    pair="hook_latency",
+                    role=Role.LEGACY,
+                    twin="instructions_hook_call_legacy",
+                ),
             ),
             ("mcp-tools",),
+            pyperf_twin="instructions_hook_call_pooled",
         ),
         WorkloadInfo(
             "proof_import",
             "Proof module import: cold in a fresh process, and per invocation when cached",
             "wall",
             (
-                cost("per_invocation_cached", pair="per_invocation", role=Role.IMPROVED),
-                cost("per_invocation_legacy", pair="per_invocation", role=Role.LEGACY),
-                cost("cold_import"),
+                cost(
+                    "per_invocation_cached",
+                    pair="per_invocation",
+                    role=Role.IMPROVED,
+                    twin="instructions_proof_import_cached",
+                ),
+                cost(
+                    "per_invocation_legacy",
+                    pair="per_invocation",
+                    role=Role.LEGACY,
+                    twin="instructions_proof_import_legacy",
+                ),
+                # The same import as a legacy re-import (module found, read, executed).
+                cost("cold_import", twin="instructions_proof_import_legacy"),
             ),
+            pyperf_twin="instructions_proof_import_cached",
         ),
         WorkloadInfo(
             "prp_end_to_end",
@@ -298,7 +348,7 @@ WORKLOADS: dict[str, WorkloadInfo] = {
             "wall",
             (
                 ratio("overhead_kernel_small", offset=1.0),
-                ratio("overhead_noop_items", offset=1.0),
+                ratio("overhead_noop_items", offset=1.0, twin="instructions_telemetry_record"),
             ),
             ("kernel-small",),
         ),

@@ -55,7 +55,7 @@ from harness.bundle.verdicts import (
     statistic_of,
 )
 from harness.errors import BundleError, EnvironmentRefused, ExitCode
-from harness.judge import stats
+from harness.judge import stats, twins
 from harness.judge.stats import RowVerdict
 from harness.judge.where import HotPathWhere, format_seconds, load_profiles, where_of_rows
 from harness.store.db import CalibrationRow, HistoryStore
@@ -142,6 +142,7 @@ _ROW_MEANING = {
     RowVerdict.INCONCLUSIVE: "not significant, but the MDE exceeds the threshold",
     RowVerdict.ERROR: "could not be compared (missing or non-positive values)",
     RowVerdict.REFERENCE: "a peer's or a baseline's own figure: shown, never judged",
+    RowVerdict.BY_INSTRUCTIONS: "wall inconclusive, decided by its CPU path's instruction count",
 }
 
 
@@ -280,6 +281,7 @@ class Row:
     scale: str = "value"
     noise_source: str = "this comparison"
     error: str | None = None
+    note: str = ""  # what the row's instruction twin says (harness.judge.twins)
 
     def as_json(self) -> dict[str, Any]:
         """The row as JSON data (infinities as null)."""
@@ -309,6 +311,7 @@ class Row:
             "scale": self.scale,
             "noise_source": self.noise_source,
             "error": self.error,
+            "note": self.note,
         }
 
 
@@ -369,7 +372,8 @@ def describe(workload: str, metric: str) -> registry.Metric:
     :class:`~harness.errors.BundleError` naming it.
     """
     if metric == PYPERF_METRIC or metric.startswith(f"{PYPERF_METRIC}:"):
-        return _PYPERF
+        info = registry.WORKLOADS.get(workload)
+        return _PYPERF if info is None else dataclasses.replace(_PYPERF, twin=info.pyperf_twin)
     found = registry.describe(workload, metric)
     if found is None:
         raise BundleError(
@@ -731,7 +735,7 @@ def compare_rounds(
                 verdict=_classify(current, adjusted_p, mde, options),
             )
         )
-    return tuple(rows), warnings, tests
+    return tuple(twins.settle(rows, describe)), warnings, tests
 
 
 def _classify(row: Row, p_adjusted: float, mde: float, options: CompareOptions) -> RowVerdict:
@@ -1099,11 +1103,12 @@ _READING_ORDER = (
     RowVerdict.SLOWER,
     RowVerdict.FASTER,
     RowVerdict.INCONCLUSIVE,
+    RowVerdict.BY_INSTRUCTIONS,
     RowVerdict.REFERENCE,
     RowVerdict.NO_CHANGE,
 )
 # Folded away in the Markdown: nothing to act on.
-_FOLDED = (RowVerdict.NO_CHANGE, RowVerdict.REFERENCE)
+_FOLDED = (RowVerdict.NO_CHANGE, RowVerdict.BY_INSTRUCTIONS, RowVerdict.REFERENCE)
 # A GitHub comment holds at most this many characters.
 GITHUB_COMMENT_LIMIT = 65_536
 _WHERE_FUNCTIONS = 5
@@ -1147,6 +1152,11 @@ def format_table(comparison: Comparison) -> str:
         "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(cells)).rstrip() for cells in table
     )
     lines.append("")
+    notes = _notes(_in_reading_order(comparison.rows))
+    if notes:
+        lines.append("notes (wall rows beside their instruction twins):")
+        lines.extend(f"  {note}" for note in notes)
+        lines.append("")
     lines.append(
         "rounds: p = paired, u = unpaired (per side); noise: sd of one round's log ratio "
         "(* = from the calibration); MDE: smallest change detected with 80% power; "
@@ -1166,6 +1176,11 @@ class _MarkdownBlock:
     rows: list[str] = field(default_factory=list)
     tail: list[str] = field(default_factory=list)
     kept: int = -1  # rows kept; -1: all
+
+
+def _notes(rows: Iterable[Row]) -> list[str]:
+    """``workload/metric/statistic: note`` of each row with a note, in the given order."""
+    return [f"{row.workload}/{row.metric}/{row.statistic}: {row.note}" for row in rows if row.note]
 
 
 def _md(text: str) -> str:
@@ -1353,7 +1368,7 @@ def format_markdown(
                     for row in shown
                     for cells in (_cells(row),)
                 ],
-                [""],
+                ["", *(f"- {_md(note)}" for note in _notes(shown)), ""] if _notes(shown) else [""],
             )
         )
     else:
@@ -1363,8 +1378,9 @@ def format_markdown(
     blocks.append(
         _MarkdownBlock(
             [
-                f"<details><summary>Every row ({folded} with no change or a reference figure "
-                "folded here), the method and the reasons</summary>",
+                f"<details><summary>Every row ({folded} with no change, decided by "
+                "instructions or a reference figure folded here), the method and the "
+                "reasons</summary>",
                 "",
                 _markdown_row((_HEADER[-1], *_HEADER[:-1])),
                 "|" + "---|" * len(_HEADER),
@@ -1372,6 +1388,7 @@ def format_markdown(
             [_markdown_row(_table_cells(row)) for row in ordered],
             [
                 "",
+                *(f"- {_md(note)}" for note in _notes(ordered)),
                 *(f"- {_md(reason)}" for reason in comparison.reasons),
                 f"- method: {comparison.method}",
                 f"- base: `{comparison.base.run_id}`, candidate: `{comparison.candidate.run_id}`",

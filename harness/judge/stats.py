@@ -97,6 +97,9 @@ class RowVerdict(enum.StrEnum):
     INCONCLUSIVE = "inconclusive"
     ERROR = "error"
     REFERENCE = "reference"  # a peer's or a baseline's own figure: shown, never judged
+    # A wall row its noise left undecided, decided by its CPU path's exact instruction
+    # count (harness.judge.twins): the verdict is on that twin's row.
+    BY_INSTRUCTIONS = "by instructions"
 
 
 @dataclass(frozen=True, slots=True)

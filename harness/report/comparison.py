@@ -97,6 +97,7 @@ class ComparisonRow(msgspec.Struct, frozen=True):
     threshold: float | None = None
     direction: str = ""
     error: str | None = None
+    note: str = ""  # the row beside its instruction twin (harness.judge.twins)
 
 
 class Comparison(msgspec.Struct, frozen=True):
@@ -140,6 +141,7 @@ class RowView:
     verdict: str
     error: str
     style: str
+    note: str = ""  # what its instruction twin says, "" when nothing
     where: str = ""  # the anchor of its hot path's "where" block, "" when none
 
     @property
@@ -149,7 +151,7 @@ class RowView:
 
     @property
     def folded(self) -> bool:
-        """Whether the row is folded away (no change, or a reference figure)."""
+        """Whether the row is folded away (no change, decided by instructions, a reference)."""
         return self.verdict.lower() in FOLDED
 
 
@@ -252,10 +254,11 @@ VERDICT_ORDER = (
     "slower",
     "faster",
     "inconclusive",
+    "by instructions",
     "reference",
     "no change",
 )
-FOLDED = ("no change", "reference")
+FOLDED = ("no change", "by instructions", "reference")
 WHERE_FUNCTIONS = 8
 # Badge style of a row verdict (harness.judge.compare's RowVerdict values); others are neutral.
 _STYLES = {
@@ -303,6 +306,7 @@ def _rows(comparison: Comparison, anchors: dict[str, str]) -> tuple[RowView, ...
                 rounds=rounds,
                 verdict=row.verdict,
                 error=row.error or "",
+                note=row.note,
                 style=_STYLES.get(row.verdict.lower(), "neutral"),
                 where=anchors.get(HOT_PATH_OF_WORKLOAD.get(row.workload, ""), "")
                 if row.verdict.lower() in ACTIONABLE_VERDICTS

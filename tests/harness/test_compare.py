@@ -95,6 +95,13 @@ FAKE_WORKLOADS = (
         "trace",
         tuple(latency(name, 40) for name in ("zero", "to_zero", "from_zero")),
     ),
+    WorkloadInfo(
+        "cpu",
+        "synthetic CPU-bound path with an instruction twin",
+        "wall",
+        (cost("item_cost", twin="instructions_pool_item_c1"), cost("wait_cost")),
+        pyperf_twin="instructions_pool_item_c1",
+    ),
 )
 
 
@@ -830,3 +837,119 @@ def test_instruction_rows_are_judged_exactly_with_their_own_floor_and_threshold(
     assert (row.clock, row.verdict, row.threshold) == ("instructions", expected, 0.01)
     assert row.mde == pytest.approx(0.002) and row.p_raw is None
     assert row.ratio == pytest.approx(candidate / 10_000.0)
+
+
+# --------------------------------------------------------------------------- instruction twins
+
+_TWIN = ("instructions", "instructions_pool_item_c1")
+
+
+def _cpu_spec(
+    *, wall_noise: float, wall_slow: float = 1.0, instructions: float | None = 10_000.0
+) -> tuple[Spec, Spec]:
+    """Base and candidate: cpu/item_cost in wall time, and (unless None) its twin's count."""
+    sides = []
+    for candidate in (False, True):
+        metrics: dict[tuple[str, str], tuple[str, str, RoundFn]] = {
+            ("cpu", "item_cost"): (
+                "s",
+                "wall",
+                lognormal(1e-6, wall_noise, slow=wall_slow, drift=0.0),
+            ),
+        }
+        if instructions is not None:
+            count = instructions if candidate else 10_000.0
+            metrics[_TWIN] = ("instructions", "instructions", constant(count))
+        sides.append(Spec(metrics=metrics))
+    return sides[0], sides[1]
+
+
+def _row(comparison: object, workload: str, metric: str) -> Any:
+    return next(
+        r
+        for r in comparison.rows  # type: ignore[attr-defined]
+        if (r.workload, r.metric) == (workload, metric)
+    )
+
+
+def test_a_wall_row_its_noise_leaves_undecided_is_decided_by_its_instruction_twin(
+    tmp_path: Path,
+) -> None:
+    base, candidate = _cpu_spec(wall_noise=0.3)
+    comparison = compare_bundles(*pair(tmp_path, base, candidate))
+    wall = _row(comparison, "cpu", "item_cost")
+    assert wall.verdict is RowVerdict.BY_INSTRUCTIONS
+    assert wall.mde > wall.threshold  # the wall clock alone could not tell
+    assert "instructions/instructions_pool_item_c1: no change 1.000" in wall.note
+    assert _row(comparison, *_TWIN).verdict is RowVerdict.NO_CHANGE
+    assert comparison.verdict is ComparisonVerdict.PASS
+    assert wall.as_json()["verdict"] == "by instructions" and wall.as_json()["note"] == wall.note
+    assert "notes (wall rows beside their instruction twins):" in format_table(comparison)
+    assert f"cpu/item_cost/median: {wall.note}" in format_table(comparison)
+
+
+def test_without_its_twin_an_undecided_wall_row_stays_inconclusive(tmp_path: Path) -> None:
+    base, candidate = _cpu_spec(wall_noise=0.3, instructions=None)
+    comparison = compare_bundles(*pair(tmp_path, base, candidate))
+    wall = _row(comparison, "cpu", "item_cost")
+    assert (wall.verdict, wall.note) == (RowVerdict.INCONCLUSIVE, "")
+    assert comparison.verdict is ComparisonVerdict.INCONCLUSIVE
+
+
+def test_a_twin_that_regressed_decides_the_undecided_wall_row_and_the_comparison(
+    tmp_path: Path,
+) -> None:
+    base, candidate = _cpu_spec(wall_noise=0.3, instructions=10_150.0)
+    comparison = compare_bundles(*pair(tmp_path, base, candidate))
+    wall = _row(comparison, "cpu", "item_cost")
+    assert wall.verdict is RowVerdict.BY_INSTRUCTIONS
+    assert "regression 1.015" in wall.note
+    assert comparison.verdict is ComparisonVerdict.REGRESSION
+    assert any("instructions/instructions_pool_item_c1" in r for r in comparison.reasons)
+
+
+@pytest.mark.parametrize(
+    ("wall_slow", "instructions", "verdict", "meaning"),
+    [
+        (1.3, 10_000.0, RowVerdict.REGRESSION, "waiting or scheduling, not more CPU work"),
+        (1.0, 10_150.0, RowVerdict.NO_CHANGE, "more CPU work on this path, within the wall"),
+        (0.7, 10_000.0, RowVerdict.FASTER, "waiting or scheduling, not less CPU work"),
+        (1.0, 9_800.0, RowVerdict.NO_CHANGE, "less CPU work on this path"),
+    ],
+)
+def test_a_decided_wall_row_says_when_its_twin_disagrees(
+    tmp_path: Path, wall_slow: float, instructions: float, verdict: RowVerdict, meaning: str
+) -> None:
+    base, candidate = _cpu_spec(wall_noise=0.005, wall_slow=wall_slow, instructions=instructions)
+    wall = _row(compare_bundles(*pair(tmp_path, base, candidate)), "cpu", "item_cost")
+    assert wall.verdict is verdict  # its own verdict is kept
+    assert wall.note.startswith("clocks disagree: wall ") and meaning in wall.note
+
+
+def test_clocks_that_agree_add_no_note(tmp_path: Path) -> None:
+    base, candidate = _cpu_spec(wall_noise=0.005, wall_slow=1.3, instructions=13_000.0)
+    wall = _row(compare_bundles(*pair(tmp_path, base, candidate)), "cpu", "item_cost")
+    assert (wall.verdict, wall.note) == (RowVerdict.REGRESSION, "")
+
+
+def test_a_workloads_pyperf_row_reads_its_pyperf_twin(tmp_path: Path) -> None:
+    base, candidate = _cpu_spec(wall_noise=0.005)
+    for spec in (base, candidate):
+        spec.pyperf["cpu"] = lognormal(0.5, 0.3, count=3, drift=0.0)
+    comparison = compare_bundles(*pair(tmp_path, base, candidate))
+    assert _row(comparison, "cpu", "pyperf").verdict is RowVerdict.BY_INSTRUCTIONS
+
+
+def test_every_twin_in_the_registry_is_an_instruction_metric() -> None:
+    instruction_metrics = set(registry.WORKLOADS["instructions"].metric_names)
+    fake = {info.name for info in FAKE_WORKLOADS}
+    twins = {
+        (info.name, twin)
+        for info in registry.WORKLOADS.values()
+        if info.name not in fake
+        for twin in (info.pyperf_twin, *(m.twin for m in info.metrics))
+        if twin
+    }
+    assert twins and {twin for _, twin in twins} <= instruction_metrics
+    # Only wall-clock workloads have twins, and never the instruction pass itself.
+    assert {registry.WORKLOADS[name].clock for name, _ in twins} == {"wall"}
