@@ -53,7 +53,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -450,18 +450,46 @@ def _print_figure(figure: InstructionFigure) -> None:
     )
 
 
-if __name__ == "__main__":
-    # A developer's view: python -m workloads.instructions [op ...]; with --json, one
-    # JSON object of metric -> instructions per op on the last line (harness interleave).
-    as_json = "--json" in sys.argv[1:]
-    chosen = [arg for arg in sys.argv[1:] if arg != "--json"] or None
+def main(argv: Sequence[str]) -> int:
+    """``python -m workloads.instructions [--json] [op ...]``: a developer's view.
+
+    Prints each op's instructions per operation as it is counted; with ``--json``,
+    one JSON object of metric -> instructions per op on the last line (what
+    ``harness interleave`` reads). 77 without valgrind, 2 for bad input.
+    """
+    import argparse
+
+    from workloads.registry import SKIP_EXIT_STATUS
+
+    parser = argparse.ArgumentParser(
+        prog="python -m workloads.instructions",
+        description="Count the instructions per operation of the CPU-bound paths under "
+        "valgrind's cachegrind (hash seed fixed, ASLR off): each a difference of two "
+        "sizes in separate processes. Exit 77 when valgrind is missing, 2 for bad input.",
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON object on the last line")
+    parser.add_argument(
+        "ops",
+        nargs="*",
+        metavar="OP",
+        help=f"ops to count (default all): {', '.join(_OPS_BY_NAME)}",
+    )
+    args = parser.parse_args(argv)
+    unknown = [op for op in args.ops if op not in _OPS_BY_NAME]
+    if unknown:
+        parser.error(f"unknown op {unknown[0]!r}; expected one of {', '.join(_OPS_BY_NAME)}")
     pass_started = time.perf_counter()
     try:
-        found = measure_all(chosen, on_figure=None if as_json else _print_figure)
+        found = measure_all(args.ops or None, on_figure=None if args.json else _print_figure)
     except WorkloadsError as exc:
         print(f"instructions: {exc}", file=sys.stderr)
-        sys.exit(77 if isinstance(exc, InstructionsUnavailable) else 2)
-    if as_json:
+        return SKIP_EXIT_STATUS if isinstance(exc, InstructionsUnavailable) else 2
+    if args.json:
         print(json.dumps({figure.metric: figure.per_op for figure in found}), flush=True)
     else:
         print(f"instruction pass: {time.perf_counter() - pass_started:.1f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

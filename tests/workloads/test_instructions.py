@@ -284,3 +284,18 @@ def test_the_planted_cpu_slowdown_raises_the_pool_item_count_by_its_fraction(
     slowed = measure("pool_item_c1", n=POOL_ITEMS, env={INJECT_CPU_ENV: fraction})
     rise = slowed.per_op / pool_baseline.per_op - 1.0
     assert low <= rise <= high, f"{INJECT_CPU_ENV}={fraction}: the count rose by {rise:.2%}"
+
+
+def test_the_developer_entry_point_refuses_an_unknown_op_with_usage_and_status_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from workloads.instructions import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["pool_item_c1", "../etc"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "unknown op '../etc'; expected one of pool_item_c1," in err
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0 and "cachegrind" in capsys.readouterr().out
