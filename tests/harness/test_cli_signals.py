@@ -51,3 +51,18 @@ def test_the_console_script_exits_with_mains_status(monkeypatch: pytest.MonkeyPa
     with pytest.raises(SystemExit) as stopped:
         cli.entry()
     assert stopped.value.code == 2
+
+
+def test_python_dash_m_harness_is_the_console_script() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "harness", "history", "--db", "/nonexistent/dir/h.sqlite"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == ExitCode.BAD_INPUT, done.stderr
+    assert done.stderr.startswith("harness: error: ") and done.stderr.count("\n") == 1
