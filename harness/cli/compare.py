@@ -91,7 +91,7 @@ def add_parser(subparsers: Subparsers) -> None:
 
 
 def _compare_command(args: argparse.Namespace) -> int:
-    from harness.judge import compare
+    from harness.judge import compare, readout
     from harness.judge.targets import (
         DEFAULT_TARGETS_PATH,
         load_thresholds,
@@ -137,6 +137,6 @@ def _compare_command(args: argparse.Namespace) -> int:
 
         write_text_atomically(args.json, json.dumps(result.as_json(), indent=2) + "\n")
     if args.markdown:
-        write_text_atomically(args.markdown, compare.format_markdown(result))
-    print(compare.format_table(result))
+        write_text_atomically(args.markdown, readout.format_markdown(result))
+    print(readout.format_table(result))
     return result.exit_status(fail_on_inconclusive=args.fail_on_inconclusive)

@@ -43,12 +43,11 @@ from harness.judge.compare import (
     compare_bundles,
     exit_status,
     fingerprint_differences,
-    format_markdown,
-    format_table,
     last_good_bundle,
     resolve_bundle,
     verdict_table,
 )
+from harness.judge.readout import format_markdown, format_table
 from harness.judge.stats import RowVerdict
 from harness.store.db import CalibrationRow, HistoryStore
 from workloads import registry

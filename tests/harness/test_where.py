@@ -19,14 +19,12 @@ from hypothesis import strategies as st
 from harness.bundle.files import PROFILE_TREE_MAX_BYTES, HotPathProfile, load_bundle
 from harness.errors import BundleError
 from harness.judge.compare import (
-    GITHUB_COMMENT_LIMIT,
     Comparison,
     ComparisonVerdict,
     Row,
     SideRef,
-    format_markdown,
-    format_table,
 )
+from harness.judge.readout import GITHUB_COMMENT_LIMIT, format_markdown, format_table
 from harness.judge.stats import RowVerdict
 from harness.judge.where import (
     HOT_PATH_OF_WORKLOAD,
