@@ -57,7 +57,11 @@ def main(name: str, round_fn: Callable[[Round, int], float], description: str) -
     pyperf records as the round's value (the measured variant's wall time).
     """
     sink = SampleSink(name)
-    runner = pyperf.Runner()
+    # pyperf's workers run what this process runs: ``python -m workloads.<name>``,
+    # resolved as this process resolved it (the current directory first). By
+    # default they would run the script's path, whose ``import workloads`` finds
+    # the installed copy: another checkout's code than the one being measured.
+    runner = pyperf.Runner(program_args=("-m", f"workloads.{name}"))
     runner.metadata["description"] = description
     calls = [0]
 
