@@ -19,17 +19,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from reference_impl.mode import Mode
 from workloads.instructions import INSTRUCTION_OPS
 
 __all__ = [
     "INSTRUCTIONS",
     "PROFILES",
+    "REPLAY_CHECKS",
+    "REPLAY_JITTER",
     "SKIP_EXIT_STATUS",
     "WORKLOADS",
     "Better",
     "Kind",
     "Metric",
     "Profile",
+    "ReplayCheck",
     "Role",
     "WorkloadInfo",
     "command",
@@ -143,7 +147,9 @@ class WorkloadInfo:
     """One workload: its module, the clock its figures are on, the metrics it records.
 
     ``pyperf_twin``: the instruction metric of the path pyperf's own values time
-    (see :attr:`Metric.twin`), "" when that path waits.
+    (see :attr:`Metric.twin`), "" when that path waits. ``hot_path``: the profile
+    (:class:`harness.measure.profiles.HotPath` value) whose functions explain this
+    workload's time, "" when none does.
     """
 
     name: str
@@ -152,6 +158,7 @@ class WorkloadInfo:
     metrics: tuple[Metric, ...]
     traces: tuple[str, ...] = ()
     pyperf_twin: str = ""
+    hot_path: str = ""
 
     @property
     def metric_names(self) -> tuple[str, ...]:
@@ -190,6 +197,7 @@ PROFILES: dict[str, Profile] = {
 }
 
 _HIGHER = Better.HIGHER
+_REPLAYED_BOTH_MODES = ("kernel-small", "mcp-tools", "prp-nightly")
 
 
 def _pool_twin(concurrency: int) -> str:
@@ -230,6 +238,7 @@ WORKLOADS: dict[str, WorkloadInfo] = {
                 ratio("io_efficiency_vs_semaphore", better=_HIGHER),
             ),
             pyperf_twin=_pool_twin(16),
+            hot_path="pool",
         ),
         WorkloadInfo(
             "scheduler_latency",
@@ -237,6 +246,7 @@ WORKLOADS: dict[str, WorkloadInfo] = {
             "wall",
             (latency("task_latency", _KERNEL_SMALL_TASKS),),
             ("kernel-small",),
+            hot_path="scheduler",
         ),
         WorkloadInfo(
             "scheduler_throughput",
@@ -248,6 +258,7 @@ WORKLOADS: dict[str, WorkloadInfo] = {
                 cost("makespan_pooled", pair="makespan", role=Role.IMPROVED),
             ),
             ("kernel-small",),
+            hot_path="scheduler",
         ),
         WorkloadInfo(
             "hook_latency",
@@ -271,6 +282,7 @@ WORKLOADS: dict[str, WorkloadInfo] = {
             ),
             ("mcp-tools",),
             pyperf_twin="instructions_hook_call_pooled",
+            hot_path="mcp_hooks",
         ),
         WorkloadInfo(
             "proof_import",
@@ -351,6 +363,7 @@ WORKLOADS: dict[str, WorkloadInfo] = {
                 ratio("overhead_noop_items", offset=1.0, twin="instructions_telemetry_record"),
             ),
             ("kernel-small",),
+            hot_path="scheduler",
         ),
         WorkloadInfo(
             INSTRUCTIONS,
@@ -408,6 +421,35 @@ WORKLOADS: dict[str, WorkloadInfo] = {
         ),
     )
 }
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayCheck:
+    """How `harness run` replays one shipped trace for its determinism check."""
+
+    trace: str
+    modes: tuple[Mode, ...]
+    concurrencies: tuple[int, ...]
+    runs: int
+
+
+_BOTH = (Mode.LEGACY, Mode.POOLED)
+# The determinism check of `harness run`, per profile: each shipped trace replayed in
+# these modes and concurrencies, with REPLAY_JITTER, each setting `runs` times.
+# kernel-large runs pooled only: its canonical legacy pass re-imports the proof module
+# 20,000 times (about a minute); the nightly replays it in both modes (`nox -s replay`).
+REPLAY_CHECKS: dict[str, tuple[ReplayCheck, ...]] = {
+    profile: (
+        *(ReplayCheck(trace, _BOTH, (1, 4, 16), runs) for trace in _REPLAYED_BOTH_MODES),
+        ReplayCheck("kernel-large", (Mode.POOLED,), large, 1),
+    )
+    for profile, runs, large in (
+        ("fast", 1, (16,)),
+        ("default", 2, (4, 16)),
+        ("rigorous", 3, (1, 4, 16)),
+    )
+}
+REPLAY_JITTER = 0.3
 
 
 def describe(workload: str, metric: str) -> Metric | None:

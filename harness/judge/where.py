@@ -32,8 +32,8 @@ Guarantees:
   changes' absolute sum), where a share would mean nothing.
 * Deterministic: ties are broken by name, never by dict or hash order.
 
-Which hot path explains which workload is :data:`HOT_PATH_OF_WORKLOAD` (kept here,
-not in the workload registry: it says which profile to read, not what a metric is).
+Which hot path explains which workload is the workload registry's
+(:attr:`workloads.registry.WorkloadInfo.hot_path`, read as :data:`HOT_PATH_OF_WORKLOAD`).
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ import msgspec
 
 from harness.bundle.files import PROFILES, HotPathProfile
 from harness.errors import BundleError
+from workloads import registry
 
 __all__ = [
     "ACTIONABLE_VERDICTS",
@@ -70,11 +71,7 @@ __all__ = [
 
 # The hot path whose profile shows where a workload's time goes (harness.measure.profiles).
 HOT_PATH_OF_WORKLOAD: Mapping[str, str] = {
-    "pool_overhead": "pool",
-    "hook_latency": "mcp_hooks",
-    "scheduler_latency": "scheduler",
-    "scheduler_throughput": "scheduler",
-    "telemetry_overhead": "scheduler",
+    name: info.hot_path for name, info in registry.WORKLOADS.items() if info.hot_path
 }
 # Row verdicts (harness.judge.stats.RowVerdict values) whose "where" is worth reading.
 ACTIONABLE_VERDICTS = ("regression", "slower", "faster")

@@ -40,7 +40,7 @@ from reference_impl import virtual_time
 from reference_impl.mode import Mode
 from reference_impl.telemetry import Exporter, MetricPoint, Telemetry, TelemetryConfig
 from workloads.drivers import CANONICAL, PoolFactory, Setting, TraceOutcome, run_trace_records
-from workloads.registry import trace_path
+from workloads.registry import REPLAY_CHECKS, REPLAY_JITTER, trace_path
 from workloads.trace import Footer, TraceFormatError, TraceReader, read_header, trace_id
 
 __all__ = [
@@ -723,41 +723,18 @@ def elapsed_since(start: float) -> str:
     return f"{time.perf_counter() - start:.1f} s"
 
 
-# Determinism settings of `harness run`, per profile: (trace, modes, concurrencies, runs).
-# kernel-large runs pooled only: its canonical legacy pass re-imports the proof module
-# 20,000 times (about a minute); the nightly replays it in both modes (`nox -s replay`).
-_CHECKS: dict[str, tuple[tuple[str, tuple[Mode, ...], tuple[int, ...], int], ...]] = {
-    "fast": (
-        ("kernel-small", (Mode.LEGACY, Mode.POOLED), (1, 4, 16), 1),
-        ("mcp-tools", (Mode.LEGACY, Mode.POOLED), (1, 4, 16), 1),
-        ("prp-nightly", (Mode.LEGACY, Mode.POOLED), (1, 4, 16), 1),
-        ("kernel-large", (Mode.POOLED,), (16,), 1),
-    ),
-    "default": (
-        ("kernel-small", (Mode.LEGACY, Mode.POOLED), (1, 4, 16), 2),
-        ("mcp-tools", (Mode.LEGACY, Mode.POOLED), (1, 4, 16), 2),
-        ("prp-nightly", (Mode.LEGACY, Mode.POOLED), (1, 4, 16), 2),
-        ("kernel-large", (Mode.POOLED,), (4, 16), 1),
-    ),
-    "rigorous": (
-        ("kernel-small", (Mode.LEGACY, Mode.POOLED), (1, 4, 16), 3),
-        ("mcp-tools", (Mode.LEGACY, Mode.POOLED), (1, 4, 16), 3),
-        ("prp-nightly", (Mode.LEGACY, Mode.POOLED), (1, 4, 16), 3),
-        ("kernel-large", (Mode.POOLED,), (1, 4, 16), 1),
-    ),
-}
-CHECK_JITTER = 0.3
-
-
 def check_shipped_traces(profile: Any) -> list[ReplayVerdict]:
     """Replay the shipped traces under ``profile``'s settings (for ``harness run``).
 
-    The settings are dealt to child processes of the :data:`DEFAULT_HASH_SEEDS`.
+    The settings are the workload registry's (:data:`workloads.registry.REPLAY_CHECKS`),
+    dealt to child processes of the :data:`DEFAULT_HASH_SEEDS`.
     """
     verdicts: list[ReplayVerdict] = []
-    for name, modes, concurrencies, runs in _CHECKS[profile.name]:
-        settings = settings_matrix(modes, concurrencies, CHECK_JITTER, runs, seed=0)
-        report = replay_trace(trace_path(name), settings, hash_seeds=DEFAULT_HASH_SEEDS)
+    for check in REPLAY_CHECKS[profile.name]:
+        settings = settings_matrix(
+            check.modes, check.concurrencies, REPLAY_JITTER, check.runs, seed=0
+        )
+        report = replay_trace(trace_path(check.trace), settings, hash_seeds=DEFAULT_HASH_SEEDS)
         verdicts.extend(report.verdicts)
     return verdicts
 
