@@ -37,7 +37,8 @@ from typing import TextIO
 from harness.bundle.files import Manifest, load_bundle
 from harness.cli.options import EPILOG, Subparsers, add_workload_option
 from harness.errors import HarnessError
-from harness.store.db import HISTORY_FILE, HistoryStore
+from harness.store.db import HISTORY_FILE, HistoryStore, StoreError
+from harness.store.location import DB_VARIABLE, history_location, is_server, redacted
 
 __all__ = ["Baseline", "add_parser", "choose_baseline", "latest_bundle", "nightly"]
 
@@ -91,6 +92,25 @@ def choose_baseline(history: Path, manifest: Manifest) -> Baseline:
     return Baseline("remeasure", why, good.run_id, good.git_sha)
 
 
+def _refuse_server_history(reports: Path) -> None:
+    """Refuse, before anything runs, a ``$AGENTBENCH_DB`` server the nightly cannot follow.
+
+    ``harness run`` appends to the store ``$AGENTBENCH_DB`` names; the nightly's last
+    step, ``harness report --history``, reads a file only (for now): its trends would
+    come from a ``reports/history.sqlite`` that no longer receives the nights. The
+    nightly is refused instead, in one line.
+    """
+    location = history_location(reports / HISTORY_FILE)
+    if is_server(location):
+        raise StoreError(
+            "harness nightly keeps its history in a SQLite file, for now: its report's "
+            "trends cannot read a PostgreSQL store yet",
+            where=f"{DB_VARIABLE}={redacted(location)}",
+            expected=f"{DB_VARIABLE} unset, or a file (import the nights into the server "
+            "with harness history import)",
+        )
+
+
 def nightly(
     main: Main,
     *,
@@ -102,13 +122,14 @@ def nightly(
 ) -> int:
     """Run the steps through the CLI's ``main``; the worst exit status."""
     log = sys.stderr if log is None else log
+    _refuse_server_history(reports)
     selected = [arg for name in workloads for arg in ("--workload", name)]
     statuses = [main(["run", "--profile", profile, "--out", str(reports), *selected])]
     candidate = latest_bundle(reports)
     if candidate is None:
         print("nightly: no bundle was written; nothing to compare or report", file=log)
         return max(statuses)
-    history = reports / HISTORY_FILE
+    history = Path(history_location(reports / HISTORY_FILE))  # a file: see above
     tonight = load_bundle(candidate).manifest
     baseline = choose_baseline(history, tonight)
     comparison = reports / "compare.json"
@@ -188,7 +209,8 @@ def _remeasure(
     if status != 0 or not {"base", "candidate"} <= set(bundles):
         return max(status, 2)
     pair = [str(bundles["base"]), str(bundles["candidate"])]
-    return main(["compare", *pair, "--db", str(reports / HISTORY_FILE), *outputs])
+    history = history_location(reports / HISTORY_FILE)
+    return main(["compare", *pair, "--db", str(history), *outputs])
 
 
 def add_parser(subparsers: Subparsers) -> None:

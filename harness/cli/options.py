@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 from pathlib import Path
 from typing import TypeAlias
 
 from harness.errors import ExitCode, HarnessError
+from harness.store.location import DB_VARIABLE, Location, parse_location, redacted
 
 __all__ = [
     "DEFAULT_DB",
@@ -43,14 +45,30 @@ def add_workload_option(parser: argparse.ArgumentParser, help_text: str) -> None
     )
 
 
+def _store_location(text: str) -> Location:
+    """``--db``'s value: a URL kept whole (a Path would collapse its ``//``), or a file."""
+    try:
+        return parse_location(text)
+    except HarnessError as exc:
+        message = f"{exc.what} in {exc.where}; expected {exc.expected}"
+        raise argparse.ArgumentTypeError(message) from None
+
+
 def add_db_option(parser: argparse.ArgumentParser, help_text: str) -> None:
-    """``--db FILE``: the history store, ``reports/history.sqlite`` by default."""
+    """``--db FILE|URL``: the history store: ``$AGENTBENCH_DB`` when set, else
+    ``reports/history.sqlite``. Never prints a password (``--help`` neither)."""
+    from_environment = os.environ.get(DB_VARIABLE, "")
+    # argparse formats help with %: a percent-encoded URL must not be taken for a format.
+    now = f" (now {redacted(from_environment)})".replace("%", "%%") if from_environment else ""
     parser.add_argument(
         "--db",
-        metavar="FILE",
-        type=Path,
-        default=DEFAULT_DB,
-        help=f"{help_text}; default: %(default)s",
+        metavar="FILE|URL",
+        type=_store_location,
+        # A string default goes through `type` as a given value would: a bad
+        # $AGENTBENCH_DB is the same one-line usage error as a bad --db.
+        default=from_environment or DEFAULT_DB,
+        help=f"{help_text}: a SQLite file or a postgresql:// URL (psycopg: pip install "
+        f"'agentbench[postgres]'); default: ${DB_VARIABLE}{now} when set, else {DEFAULT_DB}",
     )
 
 

@@ -58,6 +58,7 @@ from harness.errors import BundleError, EnvironmentRefused, ExitCode
 from harness.judge import stats, twins
 from harness.judge.stats import RowVerdict
 from harness.store.db import CalibrationRow, HistoryStore
+from harness.store.location import Location
 from workloads import registry
 from workloads.registry import Better
 from workloads.samples import MetricSamples
@@ -84,7 +85,8 @@ __all__ = [
 
 # Schema history of Comparison.as_json():
 # 1: schema, verdict, method, fdr_q, threshold, paired, base, candidate, warnings,
-#    calibration, rows (workload ... direction, plus paired, scale, noise_source, error).
+#    calibration, rows (workload ... direction, plus paired, scale, noise_source, error;
+#    later note, the row beside its instruction twin: an added key, readers default it).
 JSON_SCHEMA = 1
 # A metric with at least this many values in a typical round is a per-operation
 # distribution: compared on its p50, p95 and p99.
@@ -980,28 +982,29 @@ def _method(
 # --------------------------------------------------------------------------- resolving sides
 
 
-def resolve_bundle(reference: str, db: Path) -> Bundle:
+def resolve_bundle(reference: str, db: Location) -> Bundle:
     """The bundle ``reference`` names: a bundle directory, or a run id stored in ``db``.
 
-    A stored run is read from its bundle directory while that exists, else
-    rebuilt from the store alone (a CI runner that kept only the store).
+    ``db`` is a SQLite file or a PostgreSQL URL (:mod:`harness.store.location`). A
+    stored run is read from its bundle directory while that exists, else rebuilt
+    from the store alone (a CI runner that kept only the store).
     """
     path = Path(reference)
     if path.is_dir():
         return load_bundle(path)
-    if db.is_file():
-        store = HistoryStore(db)
+    store = HistoryStore(db)
+    if store.exists():
         run = store.stored_run(reference)
         if run is not None:
             return store.run_bundle(run)
     raise BundleError(
         "no bundle directory and no stored run of this id",
         where=reference,
-        expected=f"a run bundle directory or a run id of {db}",
+        expected=f"a run bundle directory or a run id of {store.where}",
     )
 
 
-def last_good_bundle(db: Path, *, exclude: str = "", fingerprint: str = "") -> Bundle:
+def last_good_bundle(db: Location, *, exclude: str = "", fingerprint: str = "") -> Bundle:
     """The last stored run whose targets all passed and whose replay was deterministic.
 
     Runs of ``fingerprint`` are preferred (any run when none matches);
@@ -1009,14 +1012,14 @@ def last_good_bundle(db: Path, *, exclude: str = "", fingerprint: str = "") -> B
     bundle directory while that exists, else from the store; a good run that has
     neither (stored before the store kept values) is passed over for an older one.
     """
-    if not db.is_file():
-        raise BundleError("no history store for --last-good", where=str(db))
     store = HistoryStore(db)
+    if not store.exists():
+        raise BundleError("no history store for --last-good", where=store.where)
     good = store.good_runs(exclude=exclude)
     if not good:
         raise BundleError(
             "no stored run passed every target with a deterministic replay",
-            where=str(db),
+            where=store.where,
             expected="a good run in the history (harness run appends one)",
         )
     same = [run for run in good if run.fingerprint == fingerprint]

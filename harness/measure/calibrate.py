@@ -60,6 +60,7 @@ from harness.measure.run import (
     selected_workloads,
 )
 from harness.store.db import HISTORY_FILE, CalibrationRow, HistoryStore
+from harness.store.location import Location
 from workloads import registry
 from workloads.samples import SAMPLES_DIR_ENV, MetricSamples
 
@@ -94,7 +95,7 @@ class CalibrateOptions:
     rounds: int = DEFAULT_ROUNDS
     profile: str = DEFAULT_PROFILE
     workloads: tuple[str, ...] = ()
-    db: Path = Path("reports") / HISTORY_FILE
+    db: Location = Path("reports") / HISTORY_FILE
     fdr_q: float = 0.05
     threshold: float = 0.05
     thresholds: Mapping[str, float] = dataclasses.field(default_factory=dict)
@@ -114,7 +115,7 @@ class CalibrationResult:
     rows: tuple[Row, ...]
     records: tuple[CalibrationRow, ...]
     skipped: tuple[str, ...]
-    stored_in: Path | None
+    stored_in: str | None  # the store as it may be printed (a URL without its password)
     method: str
 
 
@@ -242,10 +243,11 @@ def calibrate(
         for row in rows
         if row.verdict is not RowVerdict.ERROR
     )
-    stored_in: Path | None = None
+    stored_in: str | None = None
     if options.store and records:
-        HistoryStore(options.db).append_calibration(records)
-        stored_in = options.db
+        store = HistoryStore(options.db)
+        store.append_calibration(records)
+        stored_in = store.where
     return CalibrationResult(
         calibration_id=calibration_id,
         fingerprint=facts.fingerprint_digest,

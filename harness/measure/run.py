@@ -16,7 +16,8 @@ One run, in order:
    left out, not "missing"; those of a workload that skipped itself are
    "skipped").
 5. Write the bundle atomically (:mod:`harness.bundle.files`), then append it to the
-   history store (:mod:`harness.store.db`).
+   history store (:mod:`harness.store.db`): ``<out>/history.sqlite``, or the store
+   ``$AGENTBENCH_DB`` names (a team's PostgreSQL server).
 
 Guarantees: a workload that exits non-zero, leaves no pyperf results or writes
 malformed samples stops the run with a :class:`~harness.errors.WorkloadError`
@@ -88,6 +89,7 @@ from harness.measure.manifest import build_manifest, trace_ids
 from harness.measure.profiles import HotPath, profile_hot_paths
 from harness.store.db import HISTORY_FILE, HistoryStore
 from harness.store.db import SCHEMA_VERSION as HISTORY_SCHEMA_VERSION
+from harness.store.location import Location, history_location, is_server
 from reference_impl.errors import ConfigError
 from reference_impl.pool import INJECT_CPU_ENV, injected_cpu
 from workloads import registry
@@ -136,7 +138,7 @@ class RunResult:
 
     bundle_path: Path
     manifest: Manifest
-    history_path: Path | None
+    history_path: Location | None  # <out>/history.sqlite, or $AGENTBENCH_DB's store
     samples: tuple[MetricSamples, ...] = ()
 
     @property
@@ -263,13 +265,18 @@ def check_switches() -> None:
             ) from None
 
 
-def check_history_store(path: Path) -> None:
+def check_history_store(location: Location) -> None:
     """The history store can take this run's row: absent (made on append) or a writable store.
 
     Checked before anything is measured: a store that is not one (another file, a
     directory), one this user cannot write, or one of a newer schema would refuse
-    the run only at its very end. Read through :class:`HistoryStore` only.
+    the run only at its very end; so would a server that cannot be reached or
+    refuses the credentials. Read through :class:`HistoryStore` only.
     """
+    if is_server(location):
+        HistoryStore(location).stored_version()  # connects; refuses a newer schema
+        return
+    path = Path(location)
     expected = "a history.sqlite of `harness run` that this user can write (or --no-history)"
     try:
         mode = os.stat(path).st_mode
@@ -535,7 +542,7 @@ def run(options: RunOptions, *, progress: TextIO | None = None) -> RunResult:
         _check_endpoint(options.otlp_endpoint)
     check_writable(options.out_dir)
     if options.history:
-        check_history_store(options.out_dir / HISTORY_FILE)
+        check_history_store(history_location(options.out_dir / HISTORY_FILE))
     traces = trace_ids(selected)
     env_facts = environment.collect(system_show=options.system_show)
     started = datetime.now(UTC)
@@ -622,9 +629,9 @@ def run(options: RunOptions, *, progress: TextIO | None = None) -> RunResult:
         otlp_endpoint=options.otlp_endpoint,
     )
     bundle_path = write_bundle(options.out_dir, manifest, suite, samples, metrics, profiles)
-    history_path: Path | None = None
+    history_path: Location | None = None
     if options.history:
-        history_path = options.out_dir / HISTORY_FILE
+        history_path = history_location(options.out_dir / HISTORY_FILE)
         bundle = Bundle(bundle_path, manifest, suite, tuple(samples), tuple(metrics), profiles)
         HistoryStore(history_path).append_run(bundle)
     return RunResult(

@@ -38,6 +38,7 @@ from harness.bundle.verdicts import (
 from harness.errors import EnvironmentRefused
 from harness.report import charts
 from harness.store.db import HistoryStore
+from harness.store.location import Location
 from harness.store.queries import trend_series
 from workloads import registry
 from workloads.samples import MetricSamples
@@ -427,13 +428,14 @@ def _optional(value: Any) -> float | None:
     )
 
 
-def trend_section(bundle: Bundle, history: Path, limit: int) -> TrendSection:
+def trend_section(bundle: Bundle, history: Location, limit: int) -> TrendSection:
     """Each of the bundle's targets over the last ``limit`` runs of its branch."""
     manifest = bundle.manifest
     branch = manifest.environment.git.branch
     try:
+        store = HistoryStore(history)
         frame = trend_series(
-            HistoryStore(history),
+            store,
             branch=branch,
             started_utc=manifest.started_utc,
             run_id=manifest.run_id,
@@ -492,7 +494,7 @@ def trend_section(bundle: Bundle, history: Path, limit: int) -> TrendSection:
         )
     where = f"branch {branch}" if branch else "runs outside a git branch"
     message = (
-        f"The last {len(run_ids)} run(s) of {where} in {history}, oldest first; "
+        f"The last {len(run_ids)} run(s) of {where} in {store.where}, oldest first; "
         "* marks this run" + ("" if stored else " (not stored in the history)") + "."
     )
     if len(run_ids) == 1:

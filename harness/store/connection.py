@@ -1,6 +1,7 @@
-"""How the history store is opened: readers that cannot write, writers that check first.
+"""How a SQLite history store is opened: readers that cannot write, writers that check first.
 
-Guarantees:
+The embedded default backend (:class:`SqliteStore`); :mod:`harness.store.postgres`
+is the server one, with the same face. Guarantees:
 
 * Every connection is closed when the ``with`` block that opened it ends, however
   it ends (no connection is left to the garbage collector: Python 3.13 warns).
@@ -26,14 +27,16 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
 from harness.store import schema
+from harness.store.dialect import SQLITE
 from harness.store.schema import StoreError
+from harness.store.session import Session
 
-__all__ = ["BUSY_TIMEOUT_S", "problems_line", "reading", "writing"]
+__all__ = ["BUSY_TIMEOUT_S", "SqliteStore", "problems_line", "reading", "writing"]
 
 BUSY_TIMEOUT_S = 60.0
 _EXPECTED = "a history store written by `harness run`"
@@ -91,8 +94,8 @@ def _open_for_reading(path: Path) -> sqlite3.Connection:
 
 
 @contextmanager
-def reading(path: Path) -> Iterator[tuple[sqlite3.Connection, int | None]]:
-    """A connection that cannot write, and the store's schema version (None: no tables).
+def reading(path: Path) -> Iterator[tuple[Session, int | None]]:
+    """A session that cannot write, and the store's schema version (None: no tables).
 
     Raises :class:`StoreError` when there is no store at ``path`` (nothing is
     created), when it is unusable, or of a newer schema.
@@ -101,9 +104,10 @@ def reading(path: Path) -> Iterator[tuple[sqlite3.Connection, int | None]]:
         raise StoreError("no history store", where=str(path), expected=_EXPECTED)
     connection = _open_for_reading(path)
     with _closing(path, connection):
-        version = schema.store_version(connection)
+        session = Session(connection, SQLITE)
+        version = schema.store_version(session)
         schema.refuse_newer(version, str(path))
-        yield connection, version
+        yield session, version
 
 
 def _journal_mode_wal(connection: sqlite3.Connection) -> None:
@@ -130,7 +134,7 @@ def problems_line(rows: list[tuple[object, ...]]) -> str:
 
 
 def _check_before_writing(path: Path, connection: sqlite3.Connection) -> None:
-    schema.refuse_newer(schema.store_version(connection), str(path))
+    schema.refuse_newer(schema.store_version(Session(connection, SQLITE)), str(path))
     problems = problems_line(connection.execute("PRAGMA quick_check").fetchall())
     if problems != "ok":
         raise StoreError(
@@ -141,7 +145,7 @@ def _check_before_writing(path: Path, connection: sqlite3.Connection) -> None:
 
 
 @contextmanager
-def writing(path: Path) -> Iterator[sqlite3.Connection]:
+def writing(path: Path) -> Iterator[Session]:
     """One write transaction on the checked store at ``path`` (created when missing).
 
     The schema is created or migrated inside the transaction; an exception rolls
@@ -158,11 +162,37 @@ def writing(path: Path) -> Iterator[sqlite3.Connection]:
         _journal_mode_wal(connection)
         connection.execute("PRAGMA foreign_keys = ON")
         connection.execute("BEGIN IMMEDIATE")
+        session = Session(connection, SQLITE)
         try:
-            schema.ensure_schema(connection, str(path))
-            yield connection
+            schema.ensure_schema(session, str(path))
+            yield session
         except BaseException:
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
             raise
         connection.execute("COMMIT")
+
+
+class SqliteStore:
+    """The history store in one SQLite file (the embedded default)."""
+
+    def __init__(self, path: Path) -> None:
+        self.location = path
+        self.where = str(path)
+
+    def exists(self) -> bool:
+        """Whether the file is there (a read never creates it)."""
+        return self.location.is_file()
+
+    def reading(self) -> AbstractContextManager[tuple[Session, int | None]]:
+        """See :func:`reading`."""
+        return reading(self.location)
+
+    def writing(self) -> AbstractContextManager[Session]:
+        """See :func:`writing`."""
+        return writing(self.location)
+
+    def integrity_check(self) -> str:
+        """SQLite's ``PRAGMA integrity_check``: ``"ok"``, or its problems on one short line."""
+        with reading(self.location) as (session, _):
+            return problems_line(session.all("PRAGMA integrity_check"))

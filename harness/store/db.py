@@ -1,4 +1,12 @@
-"""The history store: every run in ``reports/history.sqlite``, self-contained.
+"""The history store: every run in ``reports/history.sqlite`` (or on a PostgreSQL server),
+self-contained.
+
+Two backends behind this one class (:mod:`harness.store.backend`): a SQLite file,
+the embedded default, and a PostgreSQL server named by a ``postgresql://`` URL
+(:mod:`harness.store.postgres`), for a team whose runners share one history. The
+same tables, migrations and guarantees on both; what is said below of SQLite's
+mechanisms (WAL, ``BEGIN IMMEDIATE``, ``busy_timeout``) the server does with a
+transaction-scoped advisory lock and its own MVCC.
 
 Tables (:mod:`harness.store.schema`): ``runs`` (one row a run), ``workload_stats``
 (per run, workload and metric: n, p50, p95, p99, median, mean; a workload's own
@@ -24,9 +32,10 @@ Guarantees:
   an older store work unchanged. Reads never write (see
   :mod:`harness.store.connection`): a read-only reports directory reads.
 * A file that is not a history store, one with a corrupt page, one of a newer
-  schema, or a database still locked after the timeout raises
-  :class:`~harness.store.schema.StoreError` naming the file; nothing stored is
-  changed. Every connection is closed when its use ends.
+  schema, a database still locked after the timeout, or a server that cannot be
+  reached or refuses the credentials raises :class:`~harness.store.schema.StoreError`
+  naming the file (the URL without its password); nothing stored is changed.
+  Every connection is closed when its use ends.
 """
 
 from __future__ import annotations
@@ -43,8 +52,17 @@ import pandas as pd
 from harness.bundle.files import Bundle, DeterminismStatus, load_bundle
 from harness.errors import BundleError
 from harness.store import rounds
-from harness.store.connection import problems_line, reading, writing
+from harness.store.backend import Backend, open_backend
+from harness.store.location import Location
 from harness.store.rounds import workload_stats
+from harness.store.rows import (
+    CALIBRATION_COLUMNS,
+    PYPERF_COLUMNS,
+    SAMPLE_COLUMNS,
+    RunRows,
+    insert,
+    write_run,
+)
 from harness.store.schema import SCHEMA_VERSION, VALUES_SINCE, StoreError
 
 __all__ = [
@@ -108,120 +126,44 @@ class StoredRun:
         return self.values_stored or self.bundle_path.is_dir()
 
 
-def _insert(table: str, columns: str) -> str:
-    count = len(columns.split(","))
-    return f"INSERT INTO {table} ({columns}) VALUES ({', '.join('?' * count)})"
-
-
-_RUN_COLUMNS = (
-    "run_id, started_utc, finished_utc, profile, git_sha, branch, dirty, fingerprint, "
-    "cpu_model, python_version, workloads, targets_total, targets_passed, determinism, "
-    "passed, bundle_path, recorded_utc, stored_schema"
-)
-_VERDICT_COLUMNS = (
-    "run_id, target, workload, metric, statistic, clock, unit, direction, bound, value, "
-    "spread_low, spread_high, spread_method, margin, outcome, n, rounds"
-)
-_STATS_COLUMNS = "run_id, workload, metric, unit, clock, n, p50, p95, p99, median, mean"
-_SAMPLE_COLUMNS = "run_id, workload, metric, unit, clock, layout, packed_values"
-_PYPERF_COLUMNS = "run_id, position, workload, benchmark, unit, layout, packed_values"
-_CALIBRATION_COLUMNS = (
-    "calibration_id, fingerprint, profile, workload, metric, statistic, unit, clock, "
-    "rounds, noise, mde, created"
-)
-
-
 class HistoryStore:
-    """The history database at ``path`` (created, with its schema, on first write)."""
+    """The history store at ``location``: a SQLite file (created, with its schema, on
+    first write) or a ``postgresql://`` URL (its tables created on first write)."""
 
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
+    def __init__(self, location: Location) -> None:
+        self.backend: Backend = open_backend(location)
+
+    @property
+    def location(self) -> Location:
+        """The SQLite file, or the server's URL as given (print :attr:`where` instead)."""
+        return self.backend.location
+
+    @property
+    def where(self) -> str:
+        """The store as it may be printed: the file, or the URL without its password."""
+        return self.backend.where
+
+    @property
+    def path(self) -> Path:
+        """The SQLite file (a server store has none: :class:`StoreError`)."""
+        if not isinstance(self.location, Path):
+            raise StoreError(
+                "a PostgreSQL history store has no file", where=self.where, expected="a file"
+            )
+        return self.location
+
+    def exists(self) -> bool:
+        """Whether there is a store to read: the SQLite file is there; a server always."""
+        return self.backend.exists()
 
     def append_run(self, bundle: Bundle) -> bool:
         """Store ``bundle``'s run, statistics, verdicts, manifest and values in one transaction.
 
         False when the run was already stored (nothing is changed then).
         """
-        manifest = bundle.manifest
-        environment = manifest.environment
-        stats = workload_stats((*bundle.samples, *bundle.pyperf_samples()))
-        samples = rounds.sample_series(bundle.samples)
-        pyperf = rounds.pyperf_series(bundle)
-        run_id = manifest.run_id
-        with writing(self.path) as connection:
-            exists = connection.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,))
-            if exists.fetchone():
-                return False
-            connection.execute(
-                _insert("runs", _RUN_COLUMNS),
-                (
-                    run_id,
-                    manifest.started_utc,
-                    manifest.finished_utc,
-                    manifest.profile.name,
-                    environment.git.sha,
-                    environment.git.branch,
-                    None if environment.git.dirty is None else int(environment.git.dirty),
-                    environment.fingerprint_digest,
-                    environment.cpu_model,
-                    environment.python_version,
-                    ",".join(w.name for w in manifest.workloads),
-                    len(manifest.verdicts),
-                    sum(v.passed for v in manifest.verdicts),
-                    manifest.determinism.status.value,
-                    int(manifest.passed),
-                    str(bundle.path.resolve()),
-                    datetime.now(UTC).isoformat(timespec="seconds"),
-                    SCHEMA_VERSION,
-                ),
-            )
-            connection.executemany(
-                _insert("workload_stats", _STATS_COLUMNS), [(run_id, *row) for row in stats]
-            )
-            connection.executemany(
-                _insert("verdicts", _VERDICT_COLUMNS),
-                [
-                    (
-                        run_id,
-                        v.target.name,
-                        v.target.workload,
-                        v.target.metric,
-                        v.target.statistic.value,
-                        v.target.clock.value,
-                        v.target.unit.value,
-                        v.target.direction.value,
-                        v.bound,
-                        v.value,
-                        v.spread[0] if v.spread else None,
-                        v.spread[1] if v.spread else None,
-                        v.spread_method.value,
-                        v.margin,
-                        v.outcome.value,
-                        v.n,
-                        v.rounds,
-                    )
-                    for v in manifest.verdicts
-                ],
-            )
-            connection.execute(
-                "INSERT INTO run_manifests (run_id, manifest) VALUES (?, ?)",
-                (run_id, rounds.pack_manifest(manifest)),
-            )
-            connection.executemany(
-                _insert("sample_series", _SAMPLE_COLUMNS),
-                [
-                    (run_id, s.workload, s.metric, s.unit, s.clock, s.layout, s.packed_values)
-                    for s in samples
-                ],
-            )
-            connection.executemany(
-                _insert("pyperf_series", _PYPERF_COLUMNS),
-                [
-                    (run_id, p.position, p.workload, p.benchmark, p.unit, p.layout, p.packed_values)
-                    for p in pyperf
-                ],
-            )
-        return True
+        rows = _run_rows(bundle)
+        with self.backend.writing() as session:
+            return write_run(session, rows)
 
     def stored_run(self, run_id: str) -> StoredRun | None:
         """Where run ``run_id``'s data is; None when no run of that id is stored."""
@@ -238,20 +180,20 @@ class HistoryStore:
 
     def last_good_run(self, *, exclude: str = "") -> StoredRun | None:
         """The newest of :meth:`good_runs` (None when there is none, or no store)."""
-        if not self.path.is_file():
+        if not self.exists():
             return None
         good = self.good_runs(exclude=exclude)
         return good[0] if good else None
 
     def _stored_runs(self, where: str, params: Sequence[Any]) -> list[StoredRun]:
-        with reading(self.path) as (connection, version):
+        with self.backend.reading() as (session, version):
             if version is None:
                 return []
             stored = "stored_schema" if version >= VALUES_SINCE else str(version)
-            rows = connection.execute(
+            rows = session.all(
                 f"SELECT run_id, bundle_path, fingerprint, {stored}, git_sha FROM runs {where}",
                 params,
-            ).fetchall()
+            )
         return [
             StoredRun(str(r[0]), Path(str(r[1])), str(r[2]), int(r[3]), str(r[4] or ""))
             for r in rows
@@ -271,7 +213,7 @@ class HistoryStore:
         :class:`~harness.errors.BundleError` when no such run is stored, or when
         it was stored without its values (before schema 3).
         """
-        where = f"{self.path}: run {run_id}"
+        where = f"{self.where}: run {run_id}"
         run = self.stored_run(run_id)
         if run is None:
             raise BundleError("no stored run of this id", where=where)
@@ -284,20 +226,18 @@ class HistoryStore:
             raise BundleError(
                 f"run {run_id} was stored without its values (schema {run.stored_schema}); "
                 + directory,
-                where=str(self.path),
+                where=self.where,
                 expected=f"a run stored at schema {VALUES_SINCE} or later",
             )
-        with reading(self.path) as (connection, _):
-            manifest = connection.execute(
-                "SELECT manifest FROM run_manifests WHERE run_id = ?", (run_id,)
-            ).fetchone()
-            sample_rows = connection.execute(
-                f"SELECT {_SAMPLE_COLUMNS} FROM sample_series WHERE run_id = ?", (run_id,)
-            ).fetchall()
-            pyperf_rows = connection.execute(
-                f"SELECT {_PYPERF_COLUMNS} FROM pyperf_series WHERE run_id = ? ORDER BY position",
+        with self.backend.reading() as (session, _):
+            manifest = session.one("SELECT manifest FROM run_manifests WHERE run_id = ?", (run_id,))
+            sample_rows = session.all(
+                f"SELECT {SAMPLE_COLUMNS} FROM sample_series WHERE run_id = ?", (run_id,)
+            )
+            pyperf_rows = session.all(
+                f"SELECT {PYPERF_COLUMNS} FROM pyperf_series WHERE run_id = ? ORDER BY position",
                 (run_id,),
-            ).fetchall()
+            )
         if manifest is None:
             raise BundleError("no stored manifest of this run", where=where)
         return rounds.rebuild(
@@ -310,9 +250,9 @@ class HistoryStore:
 
     def append_calibration(self, rows: Sequence[CalibrationRow]) -> None:
         """Store one calibration's rows in one transaction (all or none)."""
-        with writing(self.path) as connection:
-            connection.executemany(
-                _insert("calibrations", _CALIBRATION_COLUMNS),
+        with self.backend.writing() as session:
+            session.run_many(
+                insert("calibrations", CALIBRATION_COLUMNS),
                 [
                     (
                         r.calibration_id,
@@ -338,20 +278,20 @@ class HistoryStore:
         No store, or a store without calibrations (schema 1), has none: this
         never raises for their absence.
         """
-        if not self.path.is_file():
+        if not self.exists():
             return ()
-        with reading(self.path) as (connection, version):
+        with self.backend.reading() as (session, version):
             if version is None or version < 2:
                 return ()
-            rows = connection.execute(
+            rows = session.all(
                 f"""
-                SELECT {_CALIBRATION_COLUMNS} FROM calibrations WHERE calibration_id = (
+                SELECT {CALIBRATION_COLUMNS} FROM calibrations WHERE calibration_id = (
                     SELECT calibration_id FROM calibrations WHERE fingerprint = ?
                     ORDER BY created DESC, calibration_id DESC LIMIT 1)
                 ORDER BY workload, metric, statistic
                 """,
                 (fingerprint,),
-            ).fetchall()
+            )
         return tuple(
             CalibrationRow(
                 calibration_id=str(r[0]),
@@ -373,20 +313,34 @@ class HistoryStore:
     def query(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
         """The rows of a read-only query as a DataFrame.
 
-        Raises :class:`~harness.store.schema.StoreError` when there is no store
-        at :attr:`path` (a query never creates one) or it has no history tables.
+        ``sql`` is written as for SQLite (``?`` placeholders): a PostgreSQL store
+        gets it translated (:mod:`harness.store.dialect`). Raises
+        :class:`~harness.store.schema.StoreError` when there is no store at
+        :attr:`location` (a query never creates one) or it has no history tables.
         """
-        with reading(self.path) as (connection, version):
+        with self.backend.reading() as (session, version):
             if version is None:
                 raise StoreError(
-                    "no history tables in the file",
-                    where=str(self.path),
+                    "no history tables in the store",
+                    where=self.where,
                     expected="a history store written by `harness run`",
                 )
-            return pd.read_sql_query(sql, connection, params=list(params))
+            return session.frame(sql, params)
+
+    def stored_version(self) -> int | None:
+        """The store's schema version; None when there is no store or no tables yet.
+
+        Opens the store to read it (a server: connects with its credentials), so
+        an unusable store, one of a newer schema or a server that cannot be
+        reached raises :class:`StoreError` here. Nothing is written.
+        """
+        if not self.exists():
+            return None
+        with self.backend.reading() as (_, version):
+            return version
 
     def schema_version(self) -> int | None:
-        """The schema version the file records (None: no version row yet)."""
+        """The schema version the store records (None: no version row yet)."""
         frame = self.query("SELECT max(version) AS version FROM schema_version")
         try:
             return int(frame["version"].iloc[0])
@@ -394,6 +348,68 @@ class HistoryStore:
             return None  # NULL (read as None or NaN): the first append writes it
 
     def integrity_check(self) -> str:
-        """SQLite's ``PRAGMA integrity_check``: ``"ok"``, or its problems on one short line."""
-        with reading(self.path) as (connection, _):
-            return problems_line(connection.execute("PRAGMA integrity_check").fetchall())
+        """``"ok"``, or the store's problems on one short line (SQLite's
+        ``PRAGMA integrity_check``; on a server, the store's own promises)."""
+        return self.backend.integrity_check()
+
+
+def _run_rows(bundle: Bundle) -> RunRows:
+    """``bundle``'s run as the rows :func:`~harness.store.rows.write_run` inserts."""
+    manifest = bundle.manifest
+    environment = manifest.environment
+    run_id = manifest.run_id
+    stats = workload_stats((*bundle.samples, *bundle.pyperf_samples()))
+    return RunRows(
+        run=(
+            run_id,
+            manifest.started_utc,
+            manifest.finished_utc,
+            manifest.profile.name,
+            environment.git.sha,
+            environment.git.branch,
+            None if environment.git.dirty is None else int(environment.git.dirty),
+            environment.fingerprint_digest,
+            environment.cpu_model,
+            environment.python_version,
+            ",".join(w.name for w in manifest.workloads),
+            len(manifest.verdicts),
+            sum(v.passed for v in manifest.verdicts),
+            manifest.determinism.status.value,
+            int(manifest.passed),
+            str(bundle.path.resolve()),
+            datetime.now(UTC).isoformat(timespec="seconds"),
+            SCHEMA_VERSION,
+        ),
+        stats=[(run_id, *row) for row in stats],
+        verdicts=[
+            (
+                run_id,
+                v.target.name,
+                v.target.workload,
+                v.target.metric,
+                v.target.statistic.value,
+                v.target.clock.value,
+                v.target.unit.value,
+                v.target.direction.value,
+                v.bound,
+                v.value,
+                v.spread[0] if v.spread else None,
+                v.spread[1] if v.spread else None,
+                v.spread_method.value,
+                v.margin,
+                v.outcome.value,
+                v.n,
+                v.rounds,
+            )
+            for v in manifest.verdicts
+        ],
+        manifest=(run_id, rounds.pack_manifest(manifest)),
+        samples=[
+            (run_id, s.workload, s.metric, s.unit, s.clock, s.layout, s.packed_values)
+            for s in rounds.sample_series(bundle.samples)
+        ],
+        pyperf=[
+            (run_id, p.position, p.workload, p.benchmark, p.unit, p.layout, p.packed_values)
+            for p in rounds.pyperf_series(bundle)
+        ],
+    )

@@ -2,7 +2,8 @@
 
 Read-only: nothing here writes the store (see :mod:`harness.store.db`). Results are
 pandas DataFrames, oldest run first; :func:`render` turns one into the text
-``harness history`` prints.
+``harness history`` prints. Each query is written once and answers alike on a
+SQLite file and on a PostgreSQL server (:mod:`harness.store.dialect`).
 """
 
 from __future__ import annotations
@@ -29,16 +30,19 @@ _RUN_COLUMNS = (
 )  # fmt: skip
 
 
+def _limit(limit: int | None) -> tuple[str, tuple[int, ...]]:
+    """The ``LIMIT`` clause of ``limit`` runs (none: every run; a negative one too)."""
+    return ("", ()) if limit is None or limit < 0 else (" LIMIT ?", (limit,))
+
+
 def runs(store: HistoryStore, *, limit: int | None = None) -> pd.DataFrame:
     """One row a run (the ``limit`` most recent ones), oldest first.
 
     Column ``values`` says whether the store keeps the run's per-round values
     (runs stored before schema 3 do not: they need their bundle directory).
     """
-    frame = store.query(
-        "SELECT * FROM runs ORDER BY started_utc DESC, run_id DESC LIMIT ?",
-        (-1 if limit is None else limit,),
-    )
+    clause, bound = _limit(limit)
+    frame = store.query("SELECT * FROM runs ORDER BY started_utc DESC, run_id DESC" + clause, bound)
     frame = frame.iloc[::-1].reset_index(drop=True)
     frame["sha"] = [str(sha or "")[:7] for sha in frame["git_sha"]]
     frame["targets"] = [
@@ -58,6 +62,7 @@ def target_history(store: HistoryStore, target: str, *, limit: int | None = None
     Raises :class:`~harness.errors.TargetsError` when no stored run has the
     target (the message names the targets that do appear).
     """
+    clause, bound = _limit(limit)
     frame = store.query(
         """
         SELECT r.run_id, r.started_utc, substr(coalesce(r.git_sha, ''), 1, 7) AS sha,
@@ -65,16 +70,16 @@ def target_history(store: HistoryStore, target: str, *, limit: int | None = None
                v.margin, v.outcome, v.unit, v.clock, v.n
         FROM verdicts v JOIN runs r ON r.run_id = v.run_id
         WHERE v.target = ?
-        ORDER BY r.started_utc DESC, r.run_id DESC LIMIT ?
-        """,
-        (target, -1 if limit is None else limit),
+        ORDER BY r.started_utc DESC, r.run_id DESC"""
+        + clause,
+        (target, *bound),
     )
     if frame.empty:
         known = store.query("SELECT DISTINCT target FROM verdicts ORDER BY target")
         names = ", ".join(str(name) for name in known["target"]) or "none yet"
         raise TargetsError(
             f"no stored run evaluated target {target!r}",
-            where=str(store.path),
+            where=store.where,
             expected=f"one of: {names}",
         )
     return frame.iloc[::-1].reset_index(drop=True)

@@ -4,13 +4,19 @@ A store is created by running the first version's tables and then every
 migration in order, so a new store and a migrated one are the same schema.
 Everything here runs inside the caller's write transaction
 (:meth:`harness.store.db.HistoryStore.append_run`): a migration is all or nothing.
+The tables are written once, in SQLite's words; a PostgreSQL store gets the same
+definitions translated (:mod:`harness.store.dialect`), so both backends have one
+schema and one migration history.
 """
 
 from __future__ import annotations
 
-import sqlite3
+from typing import TYPE_CHECKING
 
 from harness.errors import EnvironmentRefused
+
+if TYPE_CHECKING:
+    from harness.store.session import Session
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -36,9 +42,11 @@ VALUES_SINCE = 3
 
 
 class StoreError(EnvironmentRefused):
-    """The history store cannot be used: not a database, corrupt, of a newer schema, locked.
+    """The history store cannot be used: not a database, corrupt, of a newer schema, locked,
+    a server that cannot be reached or refuses the credentials.
 
-    ``where`` is the store's path. Nothing stored has been changed.
+    ``where`` is the store's path, or its URL without the password. Nothing stored
+    has been changed.
     """
 
 
@@ -155,14 +163,11 @@ def _statements(script: str) -> list[str]:
     return [statement for statement in script.split(";") if statement.strip()]
 
 
-def store_version(connection: sqlite3.Connection) -> int | None:
+def store_version(session: Session) -> int | None:
     """The store's schema version; None for an empty database (no history tables yet)."""
-    table = connection.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
-    ).fetchone()
-    if table is None:
+    if not session.table_exists("schema_version"):
         return None
-    row = connection.execute("SELECT max(version) FROM schema_version").fetchone()
+    row = session.one("SELECT max(version) FROM schema_version")
     return None if row is None or row[0] is None else int(row[0])
 
 
@@ -176,19 +181,19 @@ def refuse_newer(version: int | None, where: str) -> None:
         )
 
 
-def ensure_schema(connection: sqlite3.Connection, where: str) -> None:
+def ensure_schema(session: Session, where: str) -> None:
     """Create the schema, or migrate an older one, inside the caller's transaction."""
-    version = store_version(connection)
+    version = store_version(session)
     refuse_newer(version, where)
     if version == SCHEMA_VERSION:
         return
     for statement in _statements(_TABLES_1):
-        connection.execute(statement)
+        session.define(statement)
     previous = 1 if version is None else version
     for target in range(previous + 1, SCHEMA_VERSION + 1):
         for statement in _statements(_MIGRATIONS[target].format(previous=previous)):
-            connection.execute(statement)
+            session.define(statement)
     if version is None:
-        connection.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+        session.run("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
     else:
-        connection.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+        session.run("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
