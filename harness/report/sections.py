@@ -73,12 +73,8 @@ CLOCK_TEXT = {
 PEER_WORKLOADS = ("graph_vs_langgraph", "fanout_vs_langgraph")
 PEER_PACKAGE = "langgraph"
 PEER_INSTALL = "pip install 'agentbench[peers]'"
-PEER_PREFIX = "ratio_"
 # A metric with at least this many values in a run gets a distribution chart.
 MANY_VALUES = 50
-# The improved side of a legacy pair: pooled mode, or the cached import (proof_import).
-_IMPROVED = ("pooled", "cached")
-_LEGACY = "_legacy"
 
 
 def quantity(value: float | None, unit: str) -> str:
@@ -224,8 +220,35 @@ def _change(legacy: float, pooled: float, unit: str) -> tuple[str, str, bool | N
     return f"{relative:+.1%}", "", None
 
 
+def _legacy_pairs(workload: str) -> list[tuple[str, str, str]]:
+    """``(pair, legacy metric, improved metric)`` of each legacy/improved pair the registry
+    describes for ``workload`` (:class:`workloads.registry.Role`), in the registry's order."""
+    info = registry.WORKLOADS.get(workload)
+    if info is None:
+        return []
+    sides: dict[str, dict[registry.Role, str]] = {}
+    for metric in info.metrics:
+        if metric.role in (registry.Role.LEGACY, registry.Role.IMPROVED):
+            sides.setdefault(metric.pair, {})[metric.role] = metric.name
+    return [
+        (pair, found[registry.Role.LEGACY], found[registry.Role.IMPROVED])
+        for pair, found in sorted(sides.items())
+        if len(found) == 2
+    ]
+
+
+def _gains(workload: str) -> set[str]:
+    """The metrics of ``workload`` that are gains: ratio - 1, higher is better."""
+    info = registry.WORKLOADS.get(workload)
+    return {
+        metric.name
+        for metric in (info.metrics if info else ())
+        if metric.kind is registry.Kind.OVERHEAD and metric.better is registry.Better.HIGHER
+    }
+
+
 def pair_groups(bundle: Bundle) -> tuple[PairGroup, ...]:
-    """Per workload, every metric pair ``<q>_legacy`` / ``<q>_pooled`` (or ``_cached``)."""
+    """Per workload, every legacy/improved pair of its metrics (the registry's pairs)."""
     grouped = _values_by_metric(bundle.samples)
     groups = []
     for run in bundle.manifest.workloads:
@@ -233,14 +256,8 @@ def pair_groups(bundle: Bundle) -> tuple[PairGroup, ...]:
         rows: list[PairRow] = []
         bars: list[charts.PairBar] = []
         units: list[str] = []
-        for metric in sorted(metrics):
-            if not metric.endswith(_LEGACY):
-                continue
-            base = metric.removesuffix(_LEGACY)
-            partner = next(
-                (f"{base}_{side}" for side in _IMPROVED if f"{base}_{side}" in metrics), None
-            )
-            if partner is None:
+        for base, metric, partner in _legacy_pairs(run.name):
+            if metric not in metrics or partner not in metrics:
                 continue
             unit, _, legacy_values, _ = metrics[metric]
             partner_unit, _, pooled_values, _ = metrics[partner]
@@ -274,7 +291,7 @@ def pair_groups(bundle: Bundle) -> tuple[PairGroup, ...]:
             if unit == "ratio"
             else f"{metric.replace('_', ' ')} (median): {quantity(_percentile(values, 50), unit)}"
             for metric, (unit, _, values, rounds) in sorted(metrics.items())
-            if "gain" in metric and values
+            if metric in _gains(run.name) and values
         )
         svg = ""
         if len(set(units)) == 1:
@@ -530,14 +547,19 @@ class PeerSection:
 
 
 def peer_section(bundle: Bundle) -> PeerSection:
-    """Every ``ratio_*`` sample metric of the peer workloads, or how to run them."""
+    """Every ours-over-peer ratio of the peer workloads (registry: a ratio in no pair),
+    or how to run them."""
     grouped = _values_by_metric(bundle.samples)
     version = bundle.manifest.environment.dependencies.get(PEER_PACKAGE)
     rows: list[PeerRow] = []
     bars: list[charts.Bar] = []
     for workload in PEER_WORKLOADS:
+        info = registry.WORKLOADS.get(workload)
+        # Our figure over the peer's: the ratios of the workload that belong to no pair.
+        metrics = info.metrics if info else ()
+        peer_ratios = {m.name for m in metrics if m.kind is registry.Kind.RATIO and not m.pair}
         for metric, (unit, _, values, rounds) in sorted(grouped.get(workload, {}).items()):
-            if not metric.startswith(PEER_PREFIX) or not values:
+            if metric not in peer_ratios or not values:
                 continue
             q1, median, q3 = (_percentile(values, p) for p in (25, 50, 75))
             rows.append(
