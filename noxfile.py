@@ -24,7 +24,7 @@ def _install(session: nox.Session, extras: str = "") -> None:
 @nox.session(python=PYTHON)
 def tests(session: nox.Session) -> None:
     """Run the test suite (pytest arguments after ``--``; slow real-server tests included)."""
-    _install(session, "test,peers,postgres")
+    _install(session, "test,peers,postgres,uvloop")
     session.run("pytest", *session.posargs)
 
 
@@ -36,7 +36,7 @@ def versions(session: nox.Session) -> None:
     (``nox -s versions-3.13``). The machine fingerprint records the version, so a
     comparison never mixes them.
     """
-    _install(session, "test,peers,postgres")
+    _install(session, "test,peers,postgres,uvloop")
     session.run("pytest", "-m", "not slow", *session.posargs)
 
 

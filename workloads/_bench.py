@@ -10,13 +10,15 @@ rounds (the first ``--warmups`` calls in a worker) record nothing.
 
 from __future__ import annotations
 
-import asyncio
+import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, TypeVar
 
 import pyperf
 
+from workloads import loops
+from workloads.registry import SKIP_EXIT_STATUS, skip_line
 from workloads.samples import ClockName, SampleSink
 
 __all__ = ["Round", "balanced", "main", "run_async"]
@@ -46,8 +48,8 @@ def balanced(round_no: int, variants: Sequence[T]) -> list[T]:
 
 
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
-    """Run one coroutine on a fresh standard event loop."""
-    return asyncio.run(coro)
+    """Run one coroutine on a fresh event loop of the run's kind (:mod:`workloads.loops`)."""
+    return loops.run(coro)
 
 
 def main(name: str, round_fn: Callable[[Round, int], float], description: str) -> None:
@@ -56,6 +58,10 @@ def main(name: str, round_fn: Callable[[Round, int], float], description: str) -
     ``round_fn(round, round_no)`` runs one round and returns the seconds that
     pyperf records as the round's value (the measured variant's wall time).
     """
+    absent = loops.missing(loops.chosen())
+    if absent:  # measure the loop asked for, or nothing
+        print(skip_line(name, absent), file=sys.stderr, flush=True)
+        raise SystemExit(SKIP_EXIT_STATUS)
     sink = SampleSink(name)
     # pyperf's workers run what this process runs: ``python -m workloads.<name>``,
     # resolved as this process resolved it (the current directory first). By

@@ -41,7 +41,7 @@ from typing import Annotated, Any, TypedDict
 from reference_impl.kernel.graph import GraphNodes, GraphRunner, GraphSpec, PRPState
 from reference_impl.mode import Mode
 from reference_impl.telemetry import Exporter, Telemetry, TelemetryConfig, graph_source
-from workloads._bench import Round, balanced, main
+from workloads._bench import Round, balanced, main, run_async
 from workloads._peers import LANGGRAPH_MISSING, check_same_results, is_absent, skip
 
 _LANGGRAPH_ABSENT = False
@@ -226,6 +226,6 @@ if __name__ == "__main__":
         skip(NAME, LANGGRAPH_MISSING)
     main(
         NAME,
-        lambda round_, number: asyncio.run(one_round(round_, number)),
+        lambda round_, number: run_async(one_round(round_, number)),
         "fan-out of sleeping tool calls: our ordered pool vs LangGraph's Send, same bound",
     )

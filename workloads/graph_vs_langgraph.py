@@ -35,7 +35,6 @@ Without LangGraph (the ``peers`` group), run as a module, it skips itself
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -51,7 +50,7 @@ from reference_impl.kernel.graph import (
 )
 from reference_impl.mode import Mode
 from reference_impl.telemetry import Exporter, Telemetry, TelemetryConfig, graph_source
-from workloads._bench import Round, balanced, main
+from workloads._bench import Round, balanced, main, run_async
 from workloads._peers import LANGGRAPH_MISSING, check_same_results, is_absent, skip
 
 _LANGGRAPH_ABSENT = False
@@ -309,6 +308,6 @@ if __name__ == "__main__":
         skip(NAME, LANGGRAPH_MISSING)
     main(
         NAME,
-        lambda round_, number: asyncio.run(one_round(round_, number)),
+        lambda round_, number: run_async(one_round(round_, number)),
         "graph run overhead: ours vs LangGraph (with and without checkpointer) vs plain calls",
     )

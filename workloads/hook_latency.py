@@ -10,12 +10,11 @@ the pooled pass's wall time.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import time
 
 from reference_impl.mode import Mode
-from workloads._bench import Round, balanced, main
+from workloads._bench import Round, balanced, main, run_async
 from workloads._traces import load_records
 from workloads.drivers import Setting, run_mcp
 
@@ -29,7 +28,7 @@ def one_round(round_: Round, number: int) -> float:
     wall: dict[Mode, float] = {}
     for mode in balanced(number, [Mode.LEGACY, Mode.POOLED]):
         start = time.perf_counter()
-        outcome = asyncio.run(run_mcp(records, Setting(mode, CONCURRENCY, time_scale=0.0)))
+        outcome = run_async(run_mcp(records, Setting(mode, CONCURRENCY, time_scale=0.0)))
         wall[mode] = time.perf_counter() - start
         round_.record(f"hook_latency_{mode.value}", list(outcome.latencies_s))
     return wall[Mode.POOLED]

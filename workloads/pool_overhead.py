@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable
 import aiometer
 
 from reference_impl.pool import OrderedPool
-from workloads._bench import Round, balanced, main
+from workloads._bench import Round, balanced, main, run_async
 
 NOOP_ITEMS = 20_000
 IO_ITEMS = 64
@@ -150,6 +150,6 @@ async def one_round(round_: Round, number: int) -> float:
 if __name__ == "__main__":
     main(
         "pool_overhead",
-        lambda round_, number: asyncio.run(one_round(round_, number)),
+        lambda round_, number: run_async(one_round(round_, number)),
         __doc__.splitlines()[0] if __doc__ else "",
     )

@@ -10,14 +10,13 @@ is the cached pass.
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 import time
 
 from reference_impl.cache import LazyImporter
 from reference_impl.kernel.scheduler import DEFAULT_PROOF_MODULE
-from workloads._bench import Round, main
+from workloads._bench import Round, main, run_async
 
 INVOCATIONS = 200
 
@@ -52,7 +51,7 @@ def one_round(round_: Round, _number: int) -> float:
     )
     round_.record("cold_import", [float(cold.stdout.strip())])
     round_.record("per_invocation_legacy", [_legacy(INVOCATIONS)])
-    cached = asyncio.run(_cached(INVOCATIONS))
+    cached = run_async(_cached(INVOCATIONS))
     round_.record("per_invocation_cached", [cached])
     return cached * INVOCATIONS
 

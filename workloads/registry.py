@@ -465,7 +465,8 @@ def command(name: str, profile: Profile, output: Path) -> list[str]:
         "-m",
         f"workloads.{name}",
         *profile.pyperf_args(),
-        "--inherit-environ=AGENTBENCH_SAMPLES_DIR,AGENTBENCH_PROFILE,AGENTBENCH_INJECT_SLOWDOWN",
+        "--inherit-environ=AGENTBENCH_SAMPLES_DIR,AGENTBENCH_PROFILE,AGENTBENCH_INJECT_SLOWDOWN,"
+        "AGENTBENCH_LOOP",
         "--loops=1",
         "--quiet",
         f"--output={output}",

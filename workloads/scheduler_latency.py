@@ -7,10 +7,8 @@ the workload: one per task, every round). pyperf's value is the round's makespan
 
 from __future__ import annotations
 
-import asyncio
-
 from reference_impl.mode import Mode
-from workloads._bench import Round, main
+from workloads._bench import Round, main, run_async
 from workloads._traces import load_records
 from workloads.drivers import Setting, run_kernel
 
@@ -19,7 +17,7 @@ CONCURRENCY = 8
 
 
 def one_round(round_: Round, _number: int) -> float:
-    outcome = asyncio.run(run_kernel(load_records(TRACE), Setting(Mode.POOLED, CONCURRENCY)))
+    outcome = run_async(run_kernel(load_records(TRACE), Setting(Mode.POOLED, CONCURRENCY)))
     round_.record("task_latency", list(outcome.latencies_s))
     return outcome.makespan_s
 

@@ -11,10 +11,8 @@ slowdown in the scheduler path, only to validate comparisons.
 
 from __future__ import annotations
 
-import asyncio
-
 from reference_impl.mode import Mode
-from workloads._bench import Round, balanced, main
+from workloads._bench import Round, balanced, main, run_async
 from workloads._traces import load_records
 from workloads.drivers import Setting, run_kernel
 
@@ -27,7 +25,7 @@ def one_round(round_: Round, number: int) -> float:
     makespans: dict[Mode, float] = {}
     for mode in balanced(number, [Mode.LEGACY, Mode.POOLED]):
         setting = Setting(mode, CONCURRENCY, time_scale=TIME_SCALE)
-        outcome = asyncio.run(run_kernel(load_records(TRACE), setting))
+        outcome = run_async(run_kernel(load_records(TRACE), setting))
         makespans[mode] = outcome.makespan_s
     round_.record(
         "throughput_gain", [makespans[Mode.LEGACY] / makespans[Mode.POOLED] - 1.0], unit="ratio"

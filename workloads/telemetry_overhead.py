@@ -17,12 +17,11 @@ telemetry-on kernel-small pass.
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 from reference_impl.mode import Mode
 from reference_impl.telemetry import Exporter, Telemetry, TelemetryConfig
-from workloads._bench import Round, balanced, main
+from workloads._bench import Round, balanced, main, run_async
 from workloads._traces import load_records
 from workloads.drivers import Setting, run_kernel
 from workloads.trace import InputRecord
@@ -37,7 +36,7 @@ CONCURRENCY = 8
 def _timed(records: tuple[InputRecord, ...], scale: float, telemetry: Telemetry) -> float:
     setting = Setting(Mode.POOLED, CONCURRENCY, time_scale=scale)
     start = time.perf_counter()
-    asyncio.run(run_kernel(records, setting, telemetry=telemetry))
+    run_async(run_kernel(records, setting, telemetry=telemetry))
     return time.perf_counter() - start
 
 

@@ -75,8 +75,14 @@ class GitState(msgspec.Struct, frozen=True, kw_only=True):
         return self.sha[:7] if self.sha else "nogit"
 
 
-class Fingerprint(msgspec.Struct, frozen=True, kw_only=True):
-    """The facts that must match for two bundles to be comparable."""
+class Fingerprint(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """The facts that must match for two bundles to be comparable.
+
+    ``event_loop`` is the loop the wall-clock workloads ran on (``harness run
+    --loop``): ``asyncio``, or ``uvloop <version>``. The default is left out of
+    the encoded fingerprint, so the digest of an asyncio run is what it was
+    before the loop was a dimension (stored nights keep matching).
+    """
 
     cpu_model: str
     cpu_count: int
@@ -85,6 +91,7 @@ class Fingerprint(msgspec.Struct, frozen=True, kw_only=True):
     python_implementation: str
     python_version: str
     dependencies: dict[str, str]
+    event_loop: str = "asyncio"
 
     @property
     def digest(self) -> str:
@@ -213,8 +220,13 @@ def system_tuning_warnings(timeout_s: float = SYSTEM_SHOW_TIMEOUT_S) -> tuple[li
     return kept, note
 
 
-def collect(*, root: Path | None = None, system_show: bool = True) -> Environment:
-    """The environment of this process and machine (``system_show=False`` skips pyperf's)."""
+def collect(
+    *, root: Path | None = None, system_show: bool = True, event_loop: str = "asyncio"
+) -> Environment:
+    """The environment of this process and machine (``system_show=False`` skips pyperf's).
+
+    ``event_loop``: the loop the workloads run on, as :attr:`Fingerprint.event_loop`.
+    """
     dependencies = dependency_versions()
     implementation = platform.python_implementation()
     version = platform.python_version()
@@ -228,6 +240,7 @@ def collect(*, root: Path | None = None, system_show: bool = True) -> Environmen
         python_implementation=implementation,
         python_version=version,
         dependencies=dependencies,
+        event_loop=event_loop,
     )
     tuning, note = system_tuning_warnings() if system_show else ([], "not run")
     try:

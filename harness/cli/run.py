@@ -18,7 +18,8 @@ def add_parser(subparsers: Subparsers) -> None:
         help="run the workloads, check the targets, write a run bundle",
         description="Run the workloads under pyperf, replay the shipped traces for the\n"
         "determinism verdict, evaluate workloads/targets.toml, write a run bundle\n"
-        "<out>/<run-id>/ atomically and append it to <out>/history.sqlite.\n"
+        "<out>/<run-id>/ atomically and append it to <out>/history.sqlite (or to the\n"
+        "store $AGENTBENCH_DB names: a file or a postgresql:// URL).\n"
         "Progress goes to stderr; the target table and the bundle's path to stdout.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -52,10 +53,19 @@ def add_parser(subparsers: Subparsers) -> None:
         "manifest and handed to the replay step's metrics collection)",
     )
     run.add_argument(
+        "--loop",
+        choices=("asyncio", "uvloop"),
+        default=None,
+        help="the event loop of the wall-clock workloads, recorded in the manifest and "
+        "the machine fingerprint (runs on different loops are not compared as the same "
+        "machine); uvloop needs `pip install 'agentbench[uvloop]'`, its workloads are "
+        "SKIPPED with that line without it; default: $AGENTBENCH_LOOP, else asyncio",
+    )
+    run.add_argument(
         "--no-replay", action="store_true", help="skip the determinism replay of the traces"
     )
     run.add_argument(
-        "--no-history", action="store_true", help="do not append the run to history.sqlite"
+        "--no-history", action="store_true", help="do not append the run to the history store"
     )
     run.add_argument(
         "--profile-paths",
@@ -91,6 +101,7 @@ def _run_command(args: argparse.Namespace) -> int:
             replay=not args.no_replay,
             history=not args.no_history,
             profile_paths=() if args.no_profile else tuple(args.profile_paths),
+            loop=args.loop,
         )
     )
     print(format_table(result.manifest.verdicts, result.manifest.determinism))

@@ -92,7 +92,7 @@ from harness.store.db import SCHEMA_VERSION as HISTORY_SCHEMA_VERSION
 from harness.store.location import Location, history_location, is_server
 from reference_impl.errors import ConfigError
 from reference_impl.pool import INJECT_CPU_ENV, injected_cpu
-from workloads import registry
+from workloads import loops, registry
 from workloads.drivers import INJECT_SLOWDOWN_ENV, injected_slowdown
 from workloads.samples import SAMPLES_DIR_ENV, MetricSamples, read_samples
 
@@ -130,6 +130,7 @@ class RunOptions:
     history: bool = True
     system_show: bool = True
     profile_paths: tuple[str, ...] = tuple(HotPath)
+    loop: str | None = None  # the event loop; None: $AGENTBENCH_LOOP, else asyncio
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +264,31 @@ def check_switches() -> None:
                 where=variable,
                 expected="unset, or a fraction in [0, 10) (0.1 = 10 %)",
             ) from None
+
+
+def chosen_loop(asked: str | None) -> loops.EventLoop:
+    """The event loop of this run: ``--loop``, else ``$AGENTBENCH_LOOP``, else asyncio.
+
+    A bad ``$AGENTBENCH_LOOP`` is refused before anything is measured
+    (:class:`~harness.errors.EnvironmentRefused` naming the variable).
+    """
+    if asked is not None:
+        return loops.EventLoop(asked)
+    try:
+        return loops.chosen()
+    except loops.SettingError as exc:
+        raise EnvironmentRefused(
+            str(exc), where=loops.LOOP_ENV, expected="unset, asyncio or uvloop"
+        ) from None
+
+
+def loop_label(loop: loops.EventLoop) -> str:
+    """The loop as the fingerprint records it: ``asyncio``, or ``uvloop <version>``."""
+    if loop is loops.EventLoop.ASYNCIO or loops.missing(loop):
+        return loop.value  # a missing uvloop: every wall workload is SKIPPED, saying why
+    from importlib.metadata import version
+
+    return f"{loop.value} {version('uvloop')}"
 
 
 def check_history_store(location: Location) -> None:
@@ -544,7 +570,10 @@ def run(options: RunOptions, *, progress: TextIO | None = None) -> RunResult:
     if options.history:
         check_history_store(history_location(options.out_dir / HISTORY_FILE))
     traces = trace_ids(selected)
-    env_facts = environment.collect(system_show=options.system_show)
+    event_loop = chosen_loop(options.loop)
+    env_facts = environment.collect(
+        system_show=options.system_show, event_loop=loop_label(event_loop)
+    )
     started = datetime.now(UTC)
     run_id = new_run_id(env_facts.git.short_sha, started)
     tracker = Progress(stream, len(selected))
@@ -557,6 +586,7 @@ def run(options: RunOptions, *, progress: TextIO | None = None) -> RunResult:
             **os.environ,
             SAMPLES_DIR_ENV: str(samples_dir),
             PROFILE_ENV: profile.name,
+            loops.LOOP_ENV: event_loop.value,
         }
         if options.otlp_endpoint:
             child_env["OTEL_EXPORTER_OTLP_ENDPOINT"] = options.otlp_endpoint

@@ -43,7 +43,9 @@ from harness.errors import BundleError, EnvironmentRefused
 from harness.report import sections as sections
 from harness.report.comparison import ComparisonSection, ComparisonState, comparison_section
 from harness.report.flame import ProfileGroup, profile_groups
+from harness.report.loops import LoopSection, loop_section
 from harness.store.db import HISTORY_FILE
+from harness.store.location import Location, history_location
 
 __all__ = [
     "DEFAULT_TREND_RUNS",
@@ -87,7 +89,7 @@ class ReportOptions:
     ``bundle`` None means the latest bundle in ``reports_dir``; ``out`` None
     means ``report.html`` beside the bundle (in its reports directory);
     ``summary`` None means ``summary.md`` beside the report; ``history`` None
-    means ``history.sqlite`` beside the bundle.
+    means ``$AGENTBENCH_DB`` when set, else ``history.sqlite`` beside the bundle.
     """
 
     bundle: Path | None = None
@@ -95,7 +97,7 @@ class ReportOptions:
     base: Path | None = None
     out: Path | None = None
     summary: Path | None = None
-    history: Path | None = None
+    history: Location | None = None
     trend_runs: int = DEFAULT_TREND_RUNS
 
 
@@ -117,6 +119,7 @@ class _Report:
     headline: Headline
     targets: tuple[sections.TargetRow, ...]
     pairs: tuple[sections.PairGroup, ...]
+    loops: LoopSection
     sources: tuple[sections.PercentileSource, ...]
     distributions: tuple[sections.Distribution, ...]
     trends: sections.TrendSection
@@ -223,7 +226,7 @@ def _profile_message(bundle: Bundle) -> str:
     )
 
 
-def _build(bundle: Bundle, options: ReportOptions, history: Path) -> _Report:
+def _build(bundle: Bundle, options: ReportOptions, history: Location) -> _Report:
     comparison = comparison_section(options.base, bundle)
     manifest = bundle.manifest
     environment = manifest.environment
@@ -233,6 +236,7 @@ def _build(bundle: Bundle, options: ReportOptions, history: Path) -> _Report:
         headline=headline(bundle, comparison),
         targets=sections.target_rows(manifest.verdicts),
         pairs=sections.pair_groups(bundle),
+        loops=loop_section(bundle, history),
         sources=sections.percentile_sources(bundle),
         distributions=sections.distributions(bundle),
         trends=sections.trend_section(bundle, history, options.trend_runs),
@@ -340,7 +344,7 @@ def write_report(options: ReportOptions) -> ReportResult:
     """Render the report of ``options.bundle`` (or the latest one) and its summary."""
     bundle_path = options.bundle or latest_bundle(options.reports_dir)
     bundle = load_bundle(bundle_path)
-    history = options.history or bundle_path.parent / HISTORY_FILE
+    history = options.history or history_location(bundle_path.parent / HISTORY_FILE)
     html_path = options.out or bundle_path.parent / REPORT_FILE
     summary_path = options.summary or html_path.with_name(SUMMARY_FILE)
     # Both paths refused before anything is rendered: each is replaced by a rename,

@@ -264,3 +264,32 @@ def test_figures_list_every_metric_with_its_median_and_p95() -> None:
     assert "median 0.05" in text[3] and "p95" not in text[3]
     assert text[4] == "  gate_throughput"
     assert "median 290/h" in text[5] and "(trace, n=1)" in text[5]
+
+
+def test_the_event_loop_is_recorded_in_the_fingerprint_and_asyncio_keeps_old_digests(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import msgspec
+
+    fake.install(monkeypatch, tmp_path)
+    targets = fake.write_targets(tmp_path)
+    monkeypatch.delenv("AGENTBENCH_LOOP", raising=False)
+    plain = run(_options(tmp_path, targets, history=False)).manifest.environment
+    uv = run(_options(tmp_path, targets, history=False, loop="uvloop")).manifest.environment
+    assert plain.fingerprint.event_loop == "asyncio"
+    assert uv.fingerprint.event_loop.startswith("uvloop 0.")
+    assert uv.fingerprint_digest != plain.fingerprint_digest
+    # An asyncio run encodes no event_loop: its digest is the one of before the dimension.
+    encoded = msgspec.to_builtins(plain.fingerprint)
+    assert "event_loop" not in encoded and "event_loop" in msgspec.to_builtins(uv.fingerprint)
+
+
+def test_a_bad_agentbench_loop_is_refused_before_any_workload_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake.install(monkeypatch, tmp_path)
+    monkeypatch.setenv("AGENTBENCH_LOOP", "trio")
+    progress = io.StringIO()
+    with pytest.raises(EnvironmentRefused, match="AGENTBENCH_LOOP='trio'"):
+        run(_options(tmp_path, fake.write_targets(tmp_path)), progress=progress)
+    assert "fake" not in progress.getvalue()
