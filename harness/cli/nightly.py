@@ -37,8 +37,8 @@ from typing import TextIO
 from harness.bundle.files import Manifest, load_bundle
 from harness.cli.options import EPILOG, Subparsers, add_workload_option
 from harness.errors import HarnessError
-from harness.store.db import HISTORY_FILE, HistoryStore, StoreError
-from harness.store.location import DB_VARIABLE, history_location, is_server, redacted
+from harness.store.db import HISTORY_FILE, HistoryStore
+from harness.store.location import Location, history_location
 
 __all__ = ["Baseline", "add_parser", "choose_baseline", "latest_bundle", "nightly"]
 
@@ -62,16 +62,17 @@ class Baseline:
     sha: str = ""
 
 
-def choose_baseline(history: Path, manifest: Manifest) -> Baseline:
+def choose_baseline(history: Location, manifest: Manifest) -> Baseline:
     """The baseline path for tonight's run, of ``manifest`` (see the module's steps)."""
     # Imported here, as every command imports its stage: importing the CLI must not
     # import scipy (numpy.f2py, which it imports, reads $SOURCE_DATE_EPOCH).
     from harness.judge.compare import last_good_bundle
 
     fingerprint = manifest.environment.fingerprint_digest
-    if not history.is_file():
-        return Baseline("none", f"no history store at {history} (the first night)")
-    good = HistoryStore(history).last_good_run(exclude=manifest.run_id)
+    store = HistoryStore(history)
+    if not store.exists():
+        return Baseline("none", f"no history store at {store.where} (the first night)")
+    good = store.last_good_run(exclude=manifest.run_id)
     if good is None:
         return Baseline("none", "no stored night passed every target yet (the first night)")
     label = f"last good night {good.run_id} (commit {good.git_sha[:12] or 'unknown'})"
@@ -92,25 +93,6 @@ def choose_baseline(history: Path, manifest: Manifest) -> Baseline:
     return Baseline("remeasure", why, good.run_id, good.git_sha)
 
 
-def _refuse_server_history(reports: Path) -> None:
-    """Refuse, before anything runs, a ``$AGENTBENCH_DB`` server the nightly cannot follow.
-
-    ``harness run`` appends to the store ``$AGENTBENCH_DB`` names; the nightly's last
-    step, ``harness report --history``, reads a file only (for now): its trends would
-    come from a ``reports/history.sqlite`` that no longer receives the nights. The
-    nightly is refused instead, in one line.
-    """
-    location = history_location(reports / HISTORY_FILE)
-    if is_server(location):
-        raise StoreError(
-            "harness nightly keeps its history in a SQLite file, for now: its report's "
-            "trends cannot read a PostgreSQL store yet",
-            where=f"{DB_VARIABLE}={redacted(location)}",
-            expected=f"{DB_VARIABLE} unset, or a file (import the nights into the server "
-            "with harness history import)",
-        )
-
-
 def nightly(
     main: Main,
     *,
@@ -122,14 +104,15 @@ def nightly(
 ) -> int:
     """Run the steps through the CLI's ``main``; the worst exit status."""
     log = sys.stderr if log is None else log
-    _refuse_server_history(reports)
     selected = [arg for name in workloads for arg in ("--workload", name)]
     statuses = [main(["run", "--profile", profile, "--out", str(reports), *selected])]
     candidate = latest_bundle(reports)
     if candidate is None:
         print("nightly: no bundle was written; nothing to compare or report", file=log)
         return max(statuses)
-    history = Path(history_location(reports / HISTORY_FILE))  # a file: see above
+    # <reports>/history.sqlite, or the store $AGENTBENCH_DB names (a team's server):
+    # the run appended tonight there; the baseline, change points and trends read it.
+    history = history_location(reports / HISTORY_FILE)
     tonight = load_bundle(candidate).manifest
     baseline = choose_baseline(history, tonight)
     comparison = reports / "compare.json"
@@ -155,7 +138,7 @@ def nightly(
     return max(statuses)
 
 
-def _change_points(history: Path, manifest: Manifest, log: TextIO) -> int:
+def _change_points(history: Location, manifest: Manifest, log: TextIO) -> int:
     """1 when tonight opens a change point beyond the threshold in the bad direction.
 
     Even where the pairwise comparison was inconclusive: a step over the nights is
@@ -164,11 +147,12 @@ def _change_points(history: Path, manifest: Manifest, log: TextIO) -> int:
     from harness.judge.nights import night_changes
     from harness.judge.targets import load_thresholds
 
-    if not history.is_file():
+    store = HistoryStore(history)
+    if not store.exists():
         return 0
     environment = manifest.environment
     found = night_changes(
-        HistoryStore(history),
+        store,
         branch=environment.git.branch or "",
         fingerprint=environment.fingerprint_digest,
         profile=manifest.profile.name,
@@ -218,7 +202,8 @@ def add_parser(subparsers: Subparsers) -> None:
         "nightly",
         help="tonight's run, compared on this machine with the last good night, and the report",
         description="The nightly pipeline. It needs only reports/history.sqlite between\n"
-        "nights. 1. `harness run --profile rigorous` (with its determinism replay).\n"
+        "nights (or the server $AGENTBENCH_DB names, which every step then reads).\n"
+        "1. `harness run --profile rigorous` (with its determinism replay).\n"
         "2. The baseline, said in the first lines: the last good night itself when it\n"
         "ran on this machine's fingerprint (`harness compare --last-good`); otherwise\n"
         "its commit re-measured beside tonight's, interleaved on this machine\n"

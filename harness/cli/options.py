@@ -20,6 +20,7 @@ __all__ = [
     "add_workload_option",
     "duration",
     "fraction",
+    "store_location",
 ]
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -45,7 +46,7 @@ def add_workload_option(parser: argparse.ArgumentParser, help_text: str) -> None
     )
 
 
-def _store_location(text: str) -> Location:
+def store_location(text: str) -> Location:
     """``--db``'s value: a URL kept whole (a Path would collapse its ``//``), or a file."""
     try:
         return parse_location(text)
@@ -63,7 +64,7 @@ def add_db_option(parser: argparse.ArgumentParser, help_text: str) -> None:
     parser.add_argument(
         "--db",
         metavar="FILE|URL",
-        type=_store_location,
+        type=store_location,
         # A string default goes through `type` as a given value would: a bad
         # $AGENTBENCH_DB is the same one-line usage error as a bad --db.
         default=from_environment or DEFAULT_DB,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.cli.options import ExitCode, Subparsers
+from harness.cli.options import ExitCode, Subparsers, store_location
 from harness.errors import HarnessError
 
 __all__ = ["add_parser"]
@@ -56,9 +56,11 @@ def add_parser(subparsers: Subparsers) -> None:
     )
     report.add_argument(
         "--history",
-        metavar="FILE",
-        type=Path,
-        help="the history store for the trends; default: history.sqlite beside the bundle",
+        metavar="FILE|URL",
+        type=store_location,
+        help="the history store for the trends and the other event loops' figures: a "
+        "SQLite file or a postgresql:// URL; default: $AGENTBENCH_DB when set, else "
+        "history.sqlite beside the bundle",
     )
     report.add_argument(
         "--trend-runs",

@@ -196,14 +196,26 @@ def test_an_unreachable_server_exits_2_from_the_command(tmp_path: Path) -> None:
     assert SECRET not in done.stderr + done.stdout
 
 
-def test_nightly_refuses_a_server_store_its_report_cannot_read_yet(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+@pytest.mark.slow
+def test_the_nightly_baseline_and_the_report_read_a_server_store(
+    tmp_path: Path, postgres_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    url = f"postgresql://bench:{SECRET}@127.0.0.1:{closed_port()}/history"
-    monkeypatch.setenv(DB_VARIABLE, url)
-    assert main(["nightly", "--reports", str(tmp_path / "reports")]) == 2
-    one_error_line(capsys, "harness nightly keeps its history in a SQLite file", redacted(url))
-    assert not (tmp_path / "reports").exists()  # refused before anything ran
+    from harness.cli.nightly import choose_baseline
+
+    source = sqlite_store(tmp_path / "a")
+    assert main(["history", "import", "--from", str(source), "--db", postgres_url]) == 0
+    newest = load_bundle(tmp_path / "a" / "bundles" / RUN_IDS[-1])
+    # Tonight's run (the newest stored) is compared with the night before it, stored.
+    baseline = choose_baseline(postgres_url, newest.manifest)
+    assert (baseline.path, baseline.run_id) == ("stored", RUN_IDS[1])
+    capsys.readouterr()
+    out = tmp_path / "report.html"
+    argv = ["report", str(newest.path), "--history", postgres_url, "--out", str(out)]
+    assert main(argv) == 0
+    html = out.read_text(encoding="utf-8")
+    assert f"in {redacted(postgres_url)}, oldest first" in html  # the trends came from it
+    secret = password_of(postgres_url)
+    assert not secret or secret not in html + capsys.readouterr().out
 
 
 # --------------------------------------------------------------------------- history import
