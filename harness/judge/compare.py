@@ -92,10 +92,12 @@ JSON_SCHEMA = 1
 # distribution: compared on its p50, p95 and p99.
 LATENCY_MIN_VALUES = 5
 LATENCY_STATISTICS = (Statistic.P50, Statistic.P95, Statistic.P99)
-# The instruction clock (cachegrind, seed fixed, ASLR off) repeats to the digit; an
-# unrelated edit moves a count by up to 0.1 % (where objects land in memory). A change
-# within INSTRUCTION_FLOOR is no change; the default threshold is INSTRUCTION_THRESHOLD.
-INSTRUCTION_FLOOR = 0.002
+# The instruction clock (cachegrind, seed fixed, ASLR off) repeats to the digit for one
+# checkout; the same commit in two worktrees (other paths, other memory layout) or an
+# unrelated edit moves a count by up to 0.2 % (measured: telemetry_record 1.002 and
+# sequential_item 0.998 in an A/A of one commit). A change within INSTRUCTION_FLOOR is
+# no change; the default threshold is INSTRUCTION_THRESHOLD.
+INSTRUCTION_FLOOR = 0.005
 INSTRUCTION_THRESHOLD = 0.01
 # A per-round percentile needs values enough to have a few beyond it: 1 / (1 - p).
 MIN_VALUES_A_ROUND = {Statistic.P95: 20, Statistic.P99: 100}
