@@ -30,6 +30,13 @@ Guarantees:
   field) unless ``allow_different_environments``; then a warning is carried.
   Bundles of different workload sets are refused (:class:`~harness.errors.BundleError`).
 * Deterministic: the same bundles and seed give the same numbers.
+
+Around it: :mod:`~harness.judge.rounds` groups each side's values into rounds,
+:mod:`~harness.judge.stats` holds the per-row statistics, :mod:`~harness.judge.twins`
+reads wall rows beside their instruction twins, :mod:`~harness.judge.readout` prints
+a finished comparison. What stays here (about 900 lines) is one computation: the
+rows are judged together (one Benjamini-Hochberg family, one per-test level for
+every MDE), so the row builder, the family and the verdict share one module.
 """
 
 from __future__ import annotations
@@ -38,8 +45,7 @@ import dataclasses
 import enum
 import hashlib
 import math
-import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,12 +62,12 @@ from harness.bundle.verdicts import (
 )
 from harness.errors import BundleError, EnvironmentRefused, ExitCode
 from harness.judge import stats, twins
+from harness.judge.rounds import MetricRounds, metric_rounds
 from harness.judge.stats import RowVerdict
 from harness.store.db import CalibrationRow, HistoryStore
 from harness.store.location import Location
 from workloads import registry
 from workloads.registry import Better
-from workloads.samples import MetricSamples
 
 __all__ = [
     "JSON_SCHEMA",
@@ -69,7 +75,6 @@ __all__ = [
     "CompareOptions",
     "Comparison",
     "ComparisonVerdict",
-    "MetricRounds",
     "Row",
     "SideRef",
     "compare_bundles",
@@ -77,9 +82,7 @@ __all__ = [
     "exit_status",
     "fingerprint_differences",
     "last_good_bundle",
-    "metric_rounds",
     "resolve_bundle",
-    "sample_rounds",
     "verdict_table",
 ]
 
@@ -101,7 +104,6 @@ INSTRUCTION_FLOOR = 0.005
 INSTRUCTION_THRESHOLD = 0.01
 # A per-round percentile needs values enough to have a few beyond it: 1 / (1 - p).
 MIN_VALUES_A_ROUND = {Statistic.P95: 20, Statistic.P99: 100}
-_PAIRED_ROUND = re.compile(r"^r(\d+):")
 _TUNING_STATES = {"tuned", "errors", "not tuned for benchmarking"}
 
 # pyperf's own values of a workload: wall seconds of one batch, lower is better.
@@ -236,22 +238,6 @@ class SideRef:
 
 
 @dataclass(frozen=True, slots=True)
-class MetricRounds:
-    """One metric of one workload on one side: its values, round by round (in run order)."""
-
-    workload: str
-    metric: str
-    unit: str
-    clock: str
-    rounds: tuple[tuple[str, tuple[float, ...]], ...]
-
-    @property
-    def paired_keys(self) -> tuple[str, ...]:
-        """The round keys of an interleaved run (``r<k>``)."""
-        return tuple(key for key, _ in self.rounds if _PAIRED_ROUND.match(key + ":"))
-
-
-@dataclass(frozen=True, slots=True)
 class Row:
     """One compared workload x metric x statistic (see :meth:`Comparison.as_json`).
 
@@ -383,86 +369,6 @@ def describe(workload: str, metric: str) -> registry.Metric:
             expected="a metric that workloads/registry.py describes (unit, direction, kind)",
         )
     return found
-
-
-def metric_rounds(bundle: Bundle) -> dict[tuple[str, str], MetricRounds]:
-    """Every compared metric of ``bundle``, keyed (workload, metric), values grouped by round.
-
-    Sample round ids ``r<k>:...`` become round ``r<k>`` (all of a round's samples
-    merged); other ids are rounds of their own. Pyperf values: one round per
-    pyperf run, named ``r<k>`` by position when the workload's samples have as
-    many interleaved rounds as the benchmark has runs, or the manifest's
-    interleaving record as many rounds (the interleaving contract: run ``k`` is
-    round ``k``), ``run<i>`` otherwise. A workload with several benchmarks gets one
-    metric ``pyperf:<benchmark>`` each.
-    """
-    grouped, kinds = _group(bundle.samples)
-    by_name = {bench.get_name(): bench for bench in bundle.suite}
-    record = bundle.manifest.interleaving
-    for workload in bundle.manifest.workloads:
-        if (workload.name, PYPERF_METRIC) in grouped:
-            continue  # the samples already carry the pyperf values
-        interleaved = sorted(
-            {
-                int(found.group(1))
-                for sample in bundle.samples
-                if sample.workload == workload.name
-                and (found := _PAIRED_ROUND.match(sample.round)) is not None
-            }
-        )
-        for bench_name in workload.benchmarks:
-            bench = by_name[bench_name]
-            runs = [tuple(float(v) for v in run.values) for run in bench.get_runs()]
-            runs = [values for values in runs if values]
-            if interleaved and len(interleaved) == len(runs):
-                names = [f"r{k}" for k in interleaved]
-            elif record is not None and record.rounds == len(runs):
-                names = [f"r{k}" for k in range(record.rounds)]
-            else:
-                names = [f"run{index}" for index in range(len(runs))]
-            metric = (
-                PYPERF_METRIC if len(workload.benchmarks) == 1 else f"{PYPERF_METRIC}:{bench_name}"
-            )
-            unit = "s" if bench.get_unit() == "second" else str(bench.get_unit())
-            grouped[(workload.name, metric)] = {
-                name: list(values) for name, values in zip(names, runs, strict=True)
-            }
-            kinds[(workload.name, metric)] = (unit, "wall")
-    return _as_rounds(grouped, kinds)
-
-
-_Grouped = dict[tuple[str, str], dict[str, list[float]]]
-_Kinds = dict[tuple[str, str], tuple[str, str]]
-
-
-def _group(samples: Iterable[MetricSamples]) -> tuple[_Grouped, _Kinds]:
-    grouped: _Grouped = {}
-    kinds: _Kinds = {}
-    for sample in samples:
-        key = (sample.workload, sample.metric)
-        found = _PAIRED_ROUND.match(sample.round)
-        round_key = f"r{int(found.group(1))}" if found else sample.round
-        grouped.setdefault(key, {}).setdefault(round_key, []).extend(sample.values)
-        kinds.setdefault(key, (sample.unit, sample.clock))
-    return grouped, kinds
-
-
-def _as_rounds(grouped: _Grouped, kinds: _Kinds) -> dict[tuple[str, str], MetricRounds]:
-    return {
-        key: MetricRounds(
-            workload=key[0],
-            metric=key[1],
-            unit=kinds[key][0],
-            clock=kinds[key][1],
-            rounds=tuple((name, tuple(values)) for name, values in rounds.items()),
-        )
-        for key, rounds in grouped.items()
-    }
-
-
-def sample_rounds(samples: Iterable[MetricSamples]) -> dict[tuple[str, str], MetricRounds]:
-    """Samples grouped into rounds as :func:`metric_rounds` groups them (``r<k>:...``: ``r<k>``)."""
-    return _as_rounds(*_group(samples))
 
 
 def _statistics_of(

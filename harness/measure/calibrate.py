@@ -48,7 +48,8 @@ import pyperf
 from harness.bundle import environment
 from harness.bundle.verdicts import PYPERF_METRIC
 from harness.errors import WorkloadError, WorkloadSkipped
-from harness.judge.compare import CompareOptions, Row, compare_rounds, sample_rounds
+from harness.judge.compare import CompareOptions, Row, compare_rounds
+from harness.judge.rounds import sample_rounds
 from harness.judge.stats import RowVerdict
 from harness.measure.interleave import DEFAULT_ROUNDS as INTERLEAVE_ROUNDS
 from harness.measure.interleave import ROUND_PROFILE

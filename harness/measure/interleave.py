@@ -94,7 +94,8 @@ from harness.bundle.files import (
 )
 from harness.bundle.verdicts import PYPERF_METRIC, Target
 from harness.errors import EnvironmentRefused, WorkloadError, WorkloadSkipped
-from harness.judge.compare import CompareOptions, compare_rounds, sample_rounds
+from harness.judge.compare import CompareOptions, compare_rounds
+from harness.judge.rounds import sample_rounds
 from harness.judge.stats import RowVerdict
 from harness.judge.targets import (
     DEFAULT_TARGETS_PATH,

@@ -1,6 +1,6 @@
 """A run's per-round values as the history store keeps them, and the bundle rebuilt from them.
 
-What is kept is what :func:`harness.judge.compare.metric_rounds` and the report
+What is kept is what :func:`harness.judge.rounds.metric_rounds` and the report
 read: every :class:`~workloads.samples.MetricSamples` of the bundle, and every
 pyperf run's values of each benchmark the manifest lists. A *series* is one row:
 

@@ -16,7 +16,8 @@ import numpy.typing as npt
 import pytest
 
 from harness.judge import stats
-from harness.judge.compare import CompareOptions, MetricRounds, compare_rounds
+from harness.judge.compare import CompareOptions, compare_rounds
+from harness.judge.rounds import MetricRounds
 from harness.judge.stats import RowVerdict
 
 Q = 0.05

@@ -16,7 +16,8 @@ import pytest
 
 from harness.bundle.files import Bundle, WorkloadRun, load_bundle, write_bundle
 from harness.cli import main
-from harness.judge.compare import last_good_bundle, metric_rounds, resolve_bundle
+from harness.judge.compare import last_good_bundle, resolve_bundle
+from harness.judge.rounds import metric_rounds
 from harness.report.sections import trend_section
 from harness.store import queries
 from harness.store.db import HistoryStore

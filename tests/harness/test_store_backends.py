@@ -23,7 +23,7 @@ import pytest
 
 from harness.bundle.files import Bundle, Determinism, DeterminismStatus, load_bundle
 from harness.errors import EnvironmentRefused, TargetsError
-from harness.judge.compare import metric_rounds
+from harness.judge.rounds import metric_rounds
 from harness.store import queries
 from harness.store.db import SCHEMA_VERSION, CalibrationRow, HistoryStore
 from harness.store.location import Location
