@@ -24,6 +24,7 @@ beside its twin's row:
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -49,7 +50,9 @@ def _figure(row: Row) -> str:
 
 
 def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1%}"
+    if value is None:
+        return "-"
+    return f"{value:.1%}" if math.isfinite(value) else "unbounded"
 
 
 def _disagreement(wall: Row, twin: Row) -> str:

@@ -881,11 +881,20 @@ def test_a_wall_row_its_noise_leaves_undecided_is_decided_by_its_instruction_twi
     assert wall.verdict is RowVerdict.BY_INSTRUCTIONS
     assert wall.mde > wall.threshold  # the wall clock alone could not tell
     assert "instructions/instructions_pool_item_c1: no change 1.000" in wall.note
+    assert f"wall undecided (MDE {wall.mde:.1%} > 5%)" in wall.note
+
     assert _row(comparison, *_TWIN).verdict is RowVerdict.NO_CHANGE
     assert comparison.verdict is ComparisonVerdict.PASS
     assert wall.as_json()["verdict"] == "by instructions" and wall.as_json()["note"] == wall.note
     assert "notes (wall rows beside their instruction twins):" in format_table(comparison)
     assert f"cpu/item_cost/median: {wall.note}" in format_table(comparison)
+
+
+def test_an_unbounded_wall_mde_is_said_in_words(tmp_path: Path) -> None:
+    base, candidate = _cpu_spec(wall_noise=0.3)
+    wall = _row(compare_bundles(*pair(tmp_path, base, candidate, rounds=2)), "cpu", "item_cost")
+    assert wall.verdict is RowVerdict.BY_INSTRUCTIONS
+    assert wall.note.startswith("wall undecided (MDE unbounded > 5%)")
 
 
 def test_without_its_twin_an_undecided_wall_row_stays_inconclusive(tmp_path: Path) -> None:
