@@ -12,7 +12,9 @@ into the state in input order. That is why both modes reach the same state:
   intermediate state is appended to an unbounded history list; no early exit.
 * ``Mode.POOLED``: units, then samples, run through an
   :class:`~reference_impl.pool.OrderedPool` of ``max_concurrent``; results are
-  folded as the pool commits them, in input order.
+  folded as the pool commits them, in input order. A phase the pool would run
+  as a plain loop in the caller's task (one job, or ``max_concurrent=1``) runs
+  as that loop, without a pool.
 
 Guarantees (each one is a test in ``tests/reference_impl/kernel/test_graph.py``):
 
@@ -52,14 +54,19 @@ Guarantees (each one is a test in ``tests/reference_impl/kernel/test_graph.py``)
 from __future__ import annotations
 
 import asyncio
+import bisect
 import dataclasses
 import enum
 import functools
 import hashlib
+import itertools
 import math
+import operator
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from json.encoder import encode_basestring
 from typing import Any, TypeVar
 
 from reference_impl.errors import ReferenceImplError
@@ -220,6 +227,43 @@ class Snapshot:
     state: PRPState
 
 
+# The checkpoint digest's line of a state is ``canonical_json(state.as_json()) + b"\n"``.
+# _checkpoint_line writes those bytes directly for the states the runner makes (str
+# fields, float scores, an int step, ``checkpoint=True``), in the keys' sorted order:
+# the generic encoder costs about four times as much. Anything else (another type, a
+# non-finite float) takes the generic encoder, which gives the same bytes or raises.
+_PHASE_JSON = {phase.value: encode_basestring(phase.value) for phase in GraphPhase}
+_FLOAT_REPR = float.__repr__  # what json writes for a finite float (and a float subclass)
+
+
+def _checkpoint_line(state: PRPState) -> bytes:
+    """``canonical_json(state.as_json()) + b"\n"`` of a checkpoint, byte for byte."""
+    step, phase = state.step, state.phase
+    # (A GraphPhase is looked up by its value: an Enum's hash is a Python call.)
+    if type(step) is int and state.checkpoint is True and type(phase) is GraphPhase:
+        artifacts, scores = state.artifacts, state.scores
+        try:
+            # encode_basestring is json's own string encoder (ensure_ascii=False); it and
+            # float.__repr__ raise TypeError for any other type.
+            artifacts_json = ",".join(map(encode_basestring, artifacts)) if artifacts else ""
+            scores_json = ",".join(map(_FLOAT_REPR, scores)) if scores else ""
+            confidence = _FLOAT_REPR(state.confidence)
+            run_id = encode_basestring(state.run_id)
+            strategy = encode_basestring(state.strategy)
+        except TypeError:
+            pass
+        else:
+            # A finite float's repr has no "n"; "nan", "inf" and "-inf" have one.
+            if "n" not in confidence and "n" not in scores_json:
+                return (
+                    f'{{"artifacts":[{artifacts_json}],"checkpoint":true,'
+                    f'"confidence":{confidence},"phase":{_PHASE_JSON[phase._value_]},'
+                    f'"run_id":{run_id},"scores":[{scores_json}],"step":{step},'
+                    f'"strategy":{strategy}}}\n'
+                ).encode()
+    return canonical_json(state.as_json()) + b"\n"
+
+
 class ExecutionHistory:
     """The snapshots of a runner's runs.
 
@@ -228,7 +272,9 @@ class ExecutionHistory:
     ``recent_limit`` snapshots and the last ``checkpoint_limit`` checkpoints
     (``None``: all checkpoints), so at most ``1 + recent_limit +
     checkpoint_limit`` snapshots. :attr:`checkpoint_digest` covers every
-    checkpoint ever recorded, kept or evicted.
+    checkpoint ever recorded, kept or evicted. A checkpoint that canonical JSON
+    cannot hold (``ValueError`` for a non-finite float, ``TypeError`` for another
+    type) is refused and not recorded.
     """
 
     def __init__(
@@ -245,10 +291,13 @@ class ExecutionHistory:
         self.recent_limit = recent_limit
         self.checkpoint_limit = checkpoint_limit
         self._on_evicted = on_checkpoint_evicted
-        self._all: list[Snapshot] | None = [] if recent_limit is None else None
-        self._first: Snapshot | None = None
-        self._recent: deque[Snapshot] = deque(maxlen=recent_limit or 1)
-        self._checkpoints: deque[Snapshot] = deque()
+        # States are held bare: a snapshot's seq is implied (the list's index, the
+        # recent deque's place before ``recorded``) or kept beside it (checkpoints),
+        # and its Snapshot is built when it is read.
+        self._all: list[PRPState] | None = [] if recent_limit is None else None
+        self._first: PRPState | None = None
+        self._recent: deque[PRPState] = deque(maxlen=recent_limit or 1)
+        self._checkpoints: deque[tuple[int, PRPState]] = deque()
         self._digest = hashlib.sha256()
         self.recorded = 0
         self.checkpoints_recorded = 0
@@ -256,51 +305,62 @@ class ExecutionHistory:
 
     def record(self, state: PRPState) -> Snapshot:
         """Record ``state`` as the next snapshot; evict what the bounds require."""
-        snapshot = Snapshot(self.recorded, state)
-        self.recorded += 1
+        seq = self.recorded
+        self._append(state)
+        return Snapshot(seq, state)
+
+    def _append(self, state: PRPState) -> None:
+        # record() without building the Snapshot: the runner's path.
+        seq = self.recorded
         if state.checkpoint:
+            self._digest.update(_checkpoint_line(state))
             self.checkpoints_recorded += 1
-            self._digest.update(canonical_json(state.as_json()))
-            self._digest.update(b"\n")
+        self.recorded = seq + 1
         if self._all is not None:
-            self._all.append(snapshot)
-            return snapshot
+            self._all.append(state)
+            return
         if self._first is None:
-            self._first = snapshot
-        else:
-            if state.checkpoint:
-                self._checkpoints.append(snapshot)
-                limit = self.checkpoint_limit
-                if limit is not None and len(self._checkpoints) > limit:
-                    evicted = self._checkpoints.popleft()
-                    self.checkpoints_evicted += 1
-                    if self._on_evicted is not None:
-                        self._on_evicted(evicted)
-        self._recent.append(snapshot)
-        return snapshot
+            self._first = state
+        elif state.checkpoint:
+            checkpoints = self._checkpoints
+            checkpoints.append((seq, state))
+            limit = self.checkpoint_limit
+            if limit is not None and len(checkpoints) > limit:
+                evicted_seq, evicted = checkpoints.popleft()
+                self.checkpoints_evicted += 1
+                if self._on_evicted is not None:
+                    self._on_evicted(Snapshot(evicted_seq, evicted))
+        self._recent.append(state)
 
     def snapshots(self) -> tuple[Snapshot, ...]:
         """The snapshots held, oldest first, each once."""
         if self._all is not None:
-            return tuple(self._all)
-        held: dict[int, Snapshot] = {}
+            return tuple(map(Snapshot, itertools.count(), self._all))
+        held: dict[int, PRPState] = dict(self._checkpoints)
         if self._first is not None:
-            held[self._first.seq] = self._first
-        for snapshot in (*self._checkpoints, *self._recent):
-            held[snapshot.seq] = snapshot
-        return tuple(held[seq] for seq in sorted(held))
+            held[0] = self._first
+        held.update(zip(itertools.count(self._recent_start()), self._recent))
+        return tuple(Snapshot(seq, held[seq]) for seq in sorted(held))
 
     def __len__(self) -> int:
         if self._all is not None:
             return len(self._all)
-        return len(self.snapshots())
+        # The recent snapshots are seqs [start, recorded); the first is seq 0 and the
+        # checkpoints are increasing seqs: count those older than the recent ones.
+        start = self._recent_start()
+        first = 1 if self._first is not None and start > 0 else 0
+        older = bisect.bisect_left(self._checkpoints, start, key=operator.itemgetter(0))
+        return first + older + len(self._recent)
+
+    def _recent_start(self) -> int:
+        return self.recorded - len(self._recent)
 
     @property
     def checkpoints_kept(self) -> int:
         """How many checkpoints are held now."""
         if self._all is not None:
             return self.checkpoints_recorded
-        first = 1 if self._first is not None and self._first.state.checkpoint else 0
+        first = 1 if self._first is not None and self._first.checkpoint else 0
         return first + len(self._checkpoints)
 
     def checkpoint_digest(self) -> str:
@@ -312,7 +372,9 @@ class ExecutionHistory:
 class GraphStatistics:
     """A snapshot of a runner's counters, accumulated over its runs.
 
-    ``pool`` is the pool's own snapshot (``None`` in legacy mode).
+    ``pool`` is the pools' own snapshot, with the jobs the runner ran in its own
+    task (see :class:`GraphRunner`) counted as the pools count theirs (``None``
+    in legacy mode).
     """
 
     mode: Mode
@@ -328,6 +390,46 @@ class GraphStatistics:
     pool: PoolStatistics | None
 
 
+_START = PRPState("")  # a run's initial state is PRPState(run_id): this one's fields
+
+
+class _InlineJobs:
+    """The counters of the jobs run in the runner's own task, kept as a pool keeps them."""
+
+    __slots__ = ("active", "committed", "failed", "run_total_s", "started")
+
+    def __init__(self) -> None:
+        self.active = 0
+        self.started = 0
+        self.committed = 0
+        self.failed = 0
+        self.run_total_s = 0.0
+
+    def begin(self) -> float:
+        """A job starts: its start time."""
+        self.started += 1
+        self.active += 1
+        return time.perf_counter()
+
+    def end(self, start: float, *, failed: bool) -> None:
+        """The job that started at ``start`` returned (or raised, ``failed``)."""
+        self.active -= 1
+        self.run_total_s += time.perf_counter() - start
+        if failed:
+            self.failed += 1
+
+    def add_to(self, pool: PoolStatistics) -> PoolStatistics:
+        """``pool`` with these jobs counted in."""
+        return dataclasses.replace(
+            pool,
+            active=pool.active + self.active,
+            started=pool.started + self.started,
+            committed=pool.committed + self.committed,
+            failed=pool.failed + self.failed,
+            run_total_s=pool.run_total_s + self.run_total_s,
+        )
+
+
 class GraphRunner:
     """Run the strategy → build → evaluation graph, run after run, keeping a history.
 
@@ -335,6 +437,12 @@ class GraphRunner:
     :data:`POOLED_HISTORY_LIMIT` and :data:`POOLED_CHECKPOINT_LIMIT`); legacy keeps
     every snapshot unless ``history_limit`` is given. One runner runs one graph
     at a time (``RuntimeError`` otherwise).
+
+    A pooled phase of one job (or none), or any phase at ``max_concurrent=1``,
+    runs as legacy does, in the runner's own task: that is what the pool does
+    with it (no task, each job committed as soon as it returns, none started
+    after an early exit, the first failure reported with its index), without
+    setting a pool up for it.
     """
 
     def __init__(
@@ -367,6 +475,7 @@ class GraphRunner:
         if pooled:
             self._build_pool = OrderedPool(max_concurrent)
             self._eval_pool = OrderedPool(max_concurrent)
+        self._inline = _InlineJobs()
         self._running = False
         self._runs = 0
         self._samples_evaluated = 0
@@ -376,11 +485,14 @@ class GraphRunner:
     def statistics(self) -> GraphStatistics:
         """A frozen snapshot of the counters (see :class:`GraphStatistics`).
 
-        ``pool`` merges the build and evaluation pools' counters (maxima: the max).
+        ``pool`` merges the build and evaluation pools' counters (maxima: the max)
+        and those of the jobs run in the runner's own task.
         """
         pool: PoolStatistics | None = None
         if self._build_pool is not None and self._eval_pool is not None:
-            pool = _merge(self._build_pool.statistics(), self._eval_pool.statistics())
+            pool = self._inline.add_to(
+                _merge(self._build_pool.statistics(), self._eval_pool.statistics())
+            )
         history = self.history
         return GraphStatistics(
             mode=self.mode,
@@ -411,40 +523,151 @@ class GraphRunner:
 
     async def _run(self, run_id: str) -> PRPState:
         self._runs += 1
-        spec, nodes, record = self.spec, self.nodes, self.history.record
-        state = PRPState(run_id)
+        record = self.history._append
+        state = _next_state(_START, run_id, 0, GraphPhase.START, (), (), 0.0, False)
         record(state)
         try:
-            planned = await nodes.strategy(state)
+            planned = await self.nodes.strategy(state)
         except Exception as exc:  # a node's failure is reported with its place in the graph
             raise GraphError(run_id, GraphPhase.STRATEGY, 0, exc) from exc
-        state = dataclasses.replace(
-            planned, run_id=run_id, step=1, phase=GraphPhase.STRATEGY, checkpoint=True
+        state = _next_state(
+            planned,
+            run_id,
+            1,
+            GraphPhase.STRATEGY,
+            planned.artifacts,
+            planned.scores,
+            planned.confidence,
+            True,
         )
         record(state)
-        plan = state
-        last_unit = spec.build_units - 1
+        # A phase of at most one job, or any at max_concurrent=1, runs in this task
+        # (see the class docstring); so does every phase in legacy mode.
+        pooled = self._build_pool is not None and self.max_concurrent > 1
+        spec = self.spec
+        if pooled and spec.build_units > 1:
+            state = await self._build_pooled(run_id, state)
+        else:
+            state = await self._build_in_task(run_id, state)
+        if pooled and spec.evaluation_samples > 1:
+            state = await self._evaluate_pooled(run_id, state)
+        else:
+            state = await self._evaluate_in_task(run_id, state)
+        state = _next_state(
+            state,
+            run_id,
+            state.step + 1,
+            GraphPhase.DONE,
+            state.artifacts,
+            state.scores,
+            state.confidence,
+            True,
+        )
+        record(state)
+        return state
+
+    async def _build_in_task(self, run_id: str, plan: PRPState) -> PRPState:
+        """Each unit in turn, its artifact folded into the state; the built state."""
+        state, record, build, inline = plan, self.history._append, self.nodes.build, self._inline
+        last_unit = self.spec.build_units - 1
+        for unit in range(self.spec.build_units):
+            start = inline.begin()
+            try:
+                artifact = await build(plan, unit)
+            except Exception as exc:  # reported with its place in the graph
+                inline.end(start, failed=True)
+                raise GraphError(run_id, GraphPhase.BUILD, unit, exc) from exc
+            except BaseException:  # cancelled: not a failure (as in the pool)
+                inline.active -= 1
+                raise
+            inline.end(start, failed=False)
+            state = _next_state(
+                state,
+                run_id,
+                state.step + 1,
+                GraphPhase.BUILD,
+                (*state.artifacts, artifact),
+                state.scores,
+                state.confidence,
+                unit == last_unit,
+            )
+            record(state)
+            inline.committed += 1
+        return state
+
+    async def _build_pooled(self, run_id: str, plan: PRPState) -> PRPState:
+        """The units through the build pool, folded as it commits them; the built state."""
+        assert self._build_pool is not None
+        state, record, build = plan, self.history._append, self.nodes.build
+        last_unit = self.spec.build_units - 1
 
         def fold_artifact(unit: int, artifact: str) -> None:
             nonlocal state
-            state = dataclasses.replace(
+            state = _next_state(
                 state,
-                step=state.step + 1,
-                phase=GraphPhase.BUILD,
-                artifacts=(*state.artifacts, artifact),
-                checkpoint=unit == last_unit,
+                run_id,
+                state.step + 1,
+                GraphPhase.BUILD,
+                (*state.artifacts, artifact),
+                state.scores,
+                state.confidence,
+                unit == last_unit,
             )
             record(state)
 
-        await _stage(
+        await _pooled_stage(
             GraphPhase.BUILD,
             run_id,
             self._build_pool,
-            (functools.partial(nodes.build, plan, unit) for unit in range(spec.build_units)),
+            (functools.partial(build, plan, unit) for unit in range(self.spec.build_units)),
             fold_artifact,
         )
-        built = state
-        threshold = spec.early_exit_confidence if self._eval_pool is not None else None
+        return state
+
+    async def _evaluate_in_task(self, run_id: str, built: PRPState) -> PRPState:
+        """Each sample in turn, its score folded into the state, up to an early exit
+        (pooled mode only); the evaluated state."""
+        state, record, inline = built, self.history._append, self._inline
+        evaluate, confidence_of = self.nodes.evaluate, self.nodes.confidence
+        threshold = self.spec.early_exit_confidence if self._eval_pool is not None else None
+        for sample in range(self.spec.evaluation_samples):
+            start = inline.begin()
+            try:
+                score = await evaluate(built, sample)
+            except Exception as exc:  # reported with its place in the graph
+                inline.end(start, failed=True)
+                raise GraphError(run_id, GraphPhase.EVALUATION, sample, exc) from exc
+            except BaseException:  # cancelled: not a failure (as in the pool)
+                inline.active -= 1
+                raise
+            inline.end(start, failed=False)
+            scores = (*state.scores, score)
+            state = _next_state(
+                state,
+                run_id,
+                state.step + 1,
+                GraphPhase.EVALUATION,
+                state.artifacts,
+                scores,
+                confidence_of(scores),
+                False,
+            )
+            self._samples_evaluated += 1
+            record(state)
+            inline.committed += 1
+            if threshold is not None and state.confidence >= threshold:
+                # The decision: no later sample is started.
+                self._early_exits += 1
+                break
+        return state
+
+    async def _evaluate_pooled(self, run_id: str, built: PRPState) -> PRPState:
+        """The samples through the evaluation pool, folded as it commits them, up to an
+        early exit; the evaluated state."""
+        assert self._eval_pool is not None
+        state, record = built, self.history._append
+        evaluate, confidence_of = self.nodes.evaluate, self.nodes.confidence
+        threshold = self.spec.early_exit_confidence
         stopped = False
 
         def fold_score(_sample: int, score: float) -> None:
@@ -453,13 +676,15 @@ class GraphRunner:
                 self._samples_discarded += 1
                 return
             scores = (*state.scores, score)
-            state = dataclasses.replace(
+            state = _next_state(
                 state,
-                step=state.step + 1,
-                phase=GraphPhase.EVALUATION,
-                scores=scores,
-                confidence=nodes.confidence(scores),
-                checkpoint=False,
+                run_id,
+                state.step + 1,
+                GraphPhase.EVALUATION,
+                state.artifacts,
+                scores,
+                confidence_of(scores),
+                False,
             )
             self._samples_evaluated += 1
             record(state)
@@ -469,35 +694,79 @@ class GraphRunner:
 
         def sample_jobs() -> Iterator[_Job[float]]:
             # The pool pulls jobs lazily: once the decision is taken, none is started.
-            for sample in range(spec.evaluation_samples):
+            for sample in range(self.spec.evaluation_samples):
                 if stopped:
                     return
-                yield functools.partial(nodes.evaluate, built, sample)
+                yield functools.partial(evaluate, built, sample)
 
-        await _stage(GraphPhase.EVALUATION, run_id, self._eval_pool, sample_jobs(), fold_score)
-        state = dataclasses.replace(
-            state, step=state.step + 1, phase=GraphPhase.DONE, checkpoint=True
+        await _pooled_stage(
+            GraphPhase.EVALUATION, run_id, self._eval_pool, sample_jobs(), fold_score
         )
-        record(state)
         return state
 
 
-async def _stage(
+# The runner makes five states a run. A frozen dataclass's __init__ sets each field
+# through object.__setattr__; the slots' own descriptors set them at about half the
+# cost. _next_state sets every field (a test checks it against dataclasses.replace).
+_SET = {field.name: vars(PRPState)[field.name].__set__ for field in dataclasses.fields(PRPState)}
+_set_run_id, _set_step, _set_phase, _set_strategy = (
+    _SET["run_id"],
+    _SET["step"],
+    _SET["phase"],
+    _SET["strategy"],
+)
+_set_artifacts, _set_scores, _set_confidence, _set_checkpoint = (
+    _SET["artifacts"],
+    _SET["scores"],
+    _SET["confidence"],
+    _SET["checkpoint"],
+)
+_new = object.__new__
+
+
+def _next_state(
+    base: PRPState,
+    run_id: str,
+    step: int,
+    phase: GraphPhase,
+    artifacts: tuple[str, ...],
+    scores: tuple[float, ...],
+    confidence: float,
+    checkpoint: bool,
+) -> PRPState:
+    """``dataclasses.replace(base, ...)`` of every field but ``strategy``."""
+    if type(base) is not PRPState:
+        # A subclass (a node may return one) keeps its class and its own fields.
+        return dataclasses.replace(
+            base,
+            run_id=run_id,
+            step=step,
+            phase=phase,
+            artifacts=artifacts,
+            scores=scores,
+            confidence=confidence,
+            checkpoint=checkpoint,
+        )
+    state: PRPState = _new(PRPState)
+    _set_run_id(state, run_id)
+    _set_step(state, step)
+    _set_phase(state, phase)
+    _set_strategy(state, base.strategy)
+    _set_artifacts(state, artifacts)
+    _set_scores(state, scores)
+    _set_confidence(state, confidence)
+    _set_checkpoint(state, checkpoint)
+    return state
+
+
+async def _pooled_stage(
     phase: GraphPhase,
     run_id: str,
-    pool: OrderedPool[T] | None,
+    pool: OrderedPool[T],
     jobs: Iterator[_Job[T]],
     fold: Callable[[int, T], None],
 ) -> None:
-    """Run one stage's jobs, sequentially (no pool) or pooled; fold each result in order."""
-    if pool is None:
-        for index, job in enumerate(jobs):
-            try:
-                value = await job()
-            except Exception as exc:  # reported with its place in the graph
-                raise GraphError(run_id, phase, index, exc) from exc
-            fold(index, value)
-        return
+    """Run one stage's jobs through ``pool``; fold each result in input order."""
     try:
         await pool.run(jobs, fold)
     except PoolItemError as exc:
