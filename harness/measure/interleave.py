@@ -1000,6 +1000,15 @@ def _count_sides(
         counted[side] = counter(side, checkout, plan.side_env[side], workdir)
         if counted[side].note:
             stream.write(f"note: {label}: {counted[side].note}\n")
+    # One side counted and the other has no instruction clock (an older commit): the
+    # clock is left out of both bundles, as any workload one side cannot run, so the
+    # two bundles hold the same workloads and the rest is still compared.
+    lacking = [side for side in Side if not counted[side].samples and not counted[side].skip]
+    if lacking and any(counted[side].samples for side in Side):
+        reason = f"the {lacking[0]} side has none ({counted[lacking[0]].note}): not compared"
+        line = registry.skip_line(registry.INSTRUCTIONS, reason)
+        stream.write(f"note: instruction clock left out of both sides: {reason}\n")
+        counted = {side: Counted((), reason, skip=line) for side in Side}
     return counted
 
 

@@ -801,3 +801,41 @@ def test_each_sides_instruction_counts_join_its_bundle(
     comparison = compare_bundles(base, candidate)
     (row,) = [r for r in comparison.rows if r.clock == "instructions"]
     assert row.verdict.value == "regression" and row.ratio == pytest.approx(1.015)
+
+
+def test_a_side_without_an_instruction_clock_leaves_it_out_of_both_bundles(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_registry(monkeypatch, ("fake",))
+    monkeypatch.setitem(
+        registry.WORKLOADS, registry.INSTRUCTIONS, real_registry[registry.INSTRUCTIONS]
+    )
+    sides = FakeSides(frozenset({"fake", "trace_only"}))
+
+    def counter(side: Side, checkout: Checkout, env: object, workdir: Path) -> il.Counted:
+        if side is Side.BASE:  # an older commit: no workloads.instructions
+            return il.Counted((), "no instruction clock in this side's code (No module named x)")
+        sample = MetricSamples(
+            "instructions", "instructions_pool_item_c1", "instructions:candidate",
+            "instructions", "instructions", (10_000.0,),
+        )  # fmt: skip
+        return il.Counted((sample,), elapsed_s=2.0)
+
+    progress = io.StringIO()
+    result = il.interleave(
+        _options(repo, tmp_path, fake.write_targets(tmp_path), workloads=("fake",)),
+        progress=progress,
+        prepare=sides.prepare,
+        runner=sides.run,
+        meter=ScriptedMeter(),  # type: ignore[arg-type]
+        counter=counter,
+    )
+    base, candidate = load_bundle(result.base_bundle), load_bundle(result.candidate_bundle)
+    for bundle in (base, candidate):
+        run = {w.name: w for w in bundle.manifest.workloads}["instructions"]
+        assert run.samples == 0 and "the base side has none" in run.skipped
+        assert not [s for s in bundle.samples if s.workload == "instructions"]
+    assert "instruction clock left out of both sides" in progress.getvalue()
+    comparison = compare_bundles(base, candidate)  # the same workloads: compared
+    assert [r for r in comparison.rows if r.clock == "instructions"] == []
+    assert any(r.workload == "fake" for r in comparison.rows)
