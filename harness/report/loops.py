@@ -46,15 +46,16 @@ def loop_name(bundle: Bundle) -> str:
 
 
 def _other_loops(bundle: Bundle, history: Location) -> dict[str, Bundle]:
-    """The newest stored run of the bundle's commit on each other loop (good runs only)."""
+    """The newest stored run of the bundle's commit on each other loop (whatever its
+    targets said: the figures are what the section shows)."""
     sha = bundle.manifest.environment.git.sha
     store = HistoryStore(history)
     if not sha or not store.exists():
         return {}
     found: dict[str, Bundle] = {}
     own = loop_name(bundle)
-    for run in store.good_runs(exclude=bundle.manifest.run_id):  # newest first
-        if run.git_sha != sha or not run.loadable:
+    for run in store.runs_of_commit(sha, exclude=bundle.manifest.run_id):  # newest first
+        if not run.loadable:
             continue
         try:
             other = store.run_bundle(run)

@@ -178,6 +178,13 @@ class HistoryStore:
             (DeterminismStatus.DETERMINISTIC.value, exclude),
         )
 
+    def runs_of_commit(self, git_sha: str, *, exclude: str = "") -> list[StoredRun]:
+        """Every stored run of commit ``git_sha`` (passed or not), newest first."""
+        return self._stored_runs(
+            "WHERE git_sha = ? AND run_id != ? ORDER BY started_utc DESC, run_id DESC",
+            (git_sha, exclude),
+        )
+
     def last_good_run(self, *, exclude: str = "") -> StoredRun | None:
         """The newest of :meth:`good_runs` (None when there is none, or no store)."""
         if not self.exists():
