@@ -581,16 +581,7 @@ class GraphRunner:
                 inline.active -= 1
                 raise
             inline.end(start, failed=False)
-            state = _next_state(
-                state,
-                run_id,
-                state.step + 1,
-                GraphPhase.BUILD,
-                (*state.artifacts, artifact),
-                state.scores,
-                state.confidence,
-                unit == last_unit,
-            )
+            state = _with_artifact(state, run_id, artifact, checkpoint=unit == last_unit)
             record(state)
             inline.committed += 1
         return state
@@ -603,16 +594,7 @@ class GraphRunner:
 
         def fold_artifact(unit: int, artifact: str) -> None:
             nonlocal state
-            state = _next_state(
-                state,
-                run_id,
-                state.step + 1,
-                GraphPhase.BUILD,
-                (*state.artifacts, artifact),
-                state.scores,
-                state.confidence,
-                unit == last_unit,
-            )
+            state = _with_artifact(state, run_id, artifact, checkpoint=unit == last_unit)
             record(state)
 
         await _pooled_stage(
@@ -641,17 +623,7 @@ class GraphRunner:
                 inline.active -= 1
                 raise
             inline.end(start, failed=False)
-            scores = (*state.scores, score)
-            state = _next_state(
-                state,
-                run_id,
-                state.step + 1,
-                GraphPhase.EVALUATION,
-                state.artifacts,
-                scores,
-                confidence_of(scores),
-                False,
-            )
+            state = _with_score(state, run_id, score, confidence_of)
             self._samples_evaluated += 1
             record(state)
             inline.committed += 1
@@ -675,17 +647,7 @@ class GraphRunner:
             if stopped:
                 self._samples_discarded += 1
                 return
-            scores = (*state.scores, score)
-            state = _next_state(
-                state,
-                run_id,
-                state.step + 1,
-                GraphPhase.EVALUATION,
-                state.artifacts,
-                scores,
-                confidence_of(scores),
-                False,
-            )
+            state = _with_score(state, run_id, score, confidence_of)
             self._samples_evaluated += 1
             record(state)
             if threshold is not None and state.confidence >= threshold:
@@ -722,6 +684,37 @@ _set_artifacts, _set_scores, _set_confidence, _set_checkpoint = (
     _SET["checkpoint"],
 )
 _new = object.__new__
+
+
+def _with_artifact(state: PRPState, run_id: str, artifact: str, *, checkpoint: bool) -> PRPState:
+    """The next build snapshot: ``artifact`` folded into ``state`` (in task or pooled)."""
+    return _next_state(
+        state,
+        run_id,
+        state.step + 1,
+        GraphPhase.BUILD,
+        (*state.artifacts, artifact),
+        state.scores,
+        state.confidence,
+        checkpoint,
+    )
+
+
+def _with_score(
+    state: PRPState, run_id: str, score: float, confidence_of: Callable[[tuple[float, ...]], float]
+) -> PRPState:
+    """The next evaluation snapshot: ``score`` folded into ``state`` (in task or pooled)."""
+    scores = (*state.scores, score)
+    return _next_state(
+        state,
+        run_id,
+        state.step + 1,
+        GraphPhase.EVALUATION,
+        state.artifacts,
+        scores,
+        confidence_of(scores),
+        False,
+    )
 
 
 def _next_state(
