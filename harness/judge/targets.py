@@ -372,18 +372,7 @@ def evaluate(
     if rounds is not None and len(rounds) != len(values):
         raise ValueError(f"{len(rounds)} round labels for {len(values)} values")
     if not values:
-        return Verdict(
-            target,
-            TargetOutcome.MISSING,
-            None,
-            None,
-            SpreadMethod.NONE,
-            target.bound,
-            None,
-            False,
-            0,
-            0,
-        )
+        return _without_value(target, TargetOutcome.MISSING)
     array = np.asarray(values, dtype=float)
     if not np.all(np.isfinite(array)):
         raise ValueError(f"target {target.name}: a value is not finite")
@@ -414,18 +403,12 @@ def evaluate(
 
 def skipped_verdict(target: Target) -> Verdict:
     """The verdict of ``target`` when its workload skipped itself: no value, not passed."""
-    return Verdict(
-        target,
-        TargetOutcome.SKIPPED,
-        None,
-        None,
-        SpreadMethod.NONE,
-        target.bound,
-        None,
-        False,
-        0,
-        0,
-    )
+    return _without_value(target, TargetOutcome.SKIPPED)
+
+
+def _without_value(target: Target, outcome: TargetOutcome) -> Verdict:
+    """A verdict with no value to judge (missing, or skipped): not passed, no spread."""
+    return Verdict(target, outcome, None, None, SpreadMethod.NONE, target.bound, None, False, 0, 0)
 
 
 def _groups(array: npt.NDArray[np.float64], rounds: Sequence[str]) -> list[npt.NDArray[np.float64]]:
