@@ -87,7 +87,8 @@ def add_parser(subparsers: Subparsers) -> None:
         action="store_true",
         help="after --rounds, keep adding round pairs (AB, BA) while any row's minimum "
         "detectable effect is above its threshold (`harness compare` would call it "
-        "inconclusive), up to --budget; the rule reads the noise, never the difference",
+        "inconclusive, and its instruction twin, counted before the first round, does "
+        "not decide it), up to --budget; the rule reads the noise, never the difference",
     )
     interleave.add_argument(
         "--budget",

@@ -19,13 +19,17 @@ One comparison, in order:
    installed non-editable (:mod:`harness.measure.checkout`). Two environments even when
    both refs name one commit: an A/A comparison must go through exactly the
    machinery of an A/B one, or the noise it measures is not a real comparison's.
-3. For round ``k`` = 0..N-1, for each workload, each side in the round's order:
+3. Per side, its instruction counts (``python -m workloads.instructions`` under
+   cachegrind), once, before the first round: exact, they need no rounds, and
+   ``--until-decided`` reads them beside the rounds (a wall row its instruction
+   twin decides is decided).
+4. For round ``k`` = 0..N-1, for each workload, each side in the round's order:
    ``<side python> -m workloads.<name>`` with one pyperf process
    (:data:`ROUND_PROFILE`), from a neutral working directory so that the side's
    own installed code runs, with ``AGENTBENCH_SAMPLES_DIR`` fresh per side, round
    and workload, and the side's ``--base-env`` / ``--candidate-env`` variables
    (added to pyperf's ``--inherit-environ`` list, or its workers never see them).
-4. Per side, each sample's round id becomes ``r<k>:<side>:<original>``, each
+5. Per side, each sample's round id becomes ``r<k>:<side>:<original>``, each
    workload's per-round pyperf files are merged into one benchmark whose
    ``k``-th run is round ``k``, and the side is written as a bundle:
    ``<out>/<run-id>-base`` and ``<out>/<run-id>-candidate``, with the hot paths'
@@ -472,18 +476,22 @@ def undecided_rows(
     *,
     threshold: float,
     thresholds: Mapping[str, float],
+    counted: Mapping[Side, Sequence[MetricSamples]] | None = None,
 ) -> list[str]:
     """The rows ``harness compare`` would call inconclusive on what was measured so far.
 
     Inconclusive means not significant with an MDE above the row's threshold: more
     rounds can decide it. A row that is significant (either way) is decided, so the
-    rule reads the noise, never the size of the difference.
+    rule reads the noise, never the size of the difference. With ``counted`` (each
+    side's instruction counts), a wall row whose twin decides it is decided, as in
+    the comparison itself (:mod:`harness.judge.twins`): no round is spent on it.
     """
     rounds = {}
     for side, side_rounds in collected.items():
-        samples: list[MetricSamples] = []
-        for name in side_rounds.pyperf_files:
+        samples: list[MetricSamples] = list(counted.get(side, ()) if counted else ())
+        for name in side_rounds.samples:
             samples.extend(side_rounds.all_samples(name))
+        for name in side_rounds.pyperf_files:
             for round_no, path in sorted(side_rounds.pyperf_files[name].items()):
                 suite = pyperf.BenchmarkSuite.load(str(path))
                 values = tuple(float(v) for bench in suite for v in bench.get_values())
@@ -606,11 +614,21 @@ def interleave(
                 side_env={Side.BASE: options.base_env, Side.CANDIDATE: options.candidate_env},
                 scratch=scratch,
             )
+            # The instruction pass runs before the first round (it never disturbs one):
+            # --until-decided then counts a wall row its twin decides as decided.
+            counted = (
+                _count_sides(plan, checkouts, counter or count_side_instructions, stream)
+                if options.instructions
+                else {side: Counted((), "not asked for (--no-instructions)") for side in Side}
+            )
             decide = None
             if options.until_decided:
                 thresholds = load_thresholds(options.targets_path)
                 decide = functools.partial(
-                    undecided_rows, threshold=options.threshold, thresholds=thresholds
+                    undecided_rows,
+                    threshold=options.threshold,
+                    thresholds=thresholds,
+                    counted={side: counted[side].samples for side in Side},
                 )
             collected, skipped, notes = _run_rounds(
                 plan,
@@ -629,11 +647,6 @@ def interleave(
             )
             finished = datetime.now(UTC)
             profiles = _profile_sides(plan, checkouts, profiler or capture_side_profiles, stream)
-            counted = (
-                _count_sides(plan, checkouts, counter or count_side_instructions, stream)
-                if options.instructions
-                else {side: Counted((), "not asked for (--no-instructions)") for side in Side}
-            )
             sides = {
                 side: _side_bundle(
                     side,
@@ -890,8 +903,8 @@ def _side_bundle(
 SideProfiler = Callable[[Checkout, Mapping[str, str], Path], Capture]
 
 
-def _after_rounds_env(side_env: Mapping[str, str]) -> dict[str, str]:
-    """The environment of a side's pass after the rounds (profiles, instructions).
+def _outside_rounds_env(side_env: Mapping[str, str]) -> dict[str, str]:
+    """The environment of a side's pass outside the rounds (profiles, instructions).
 
     Ours less what would make it run other code (:func:`clean_environ`) and less the
     round variables (no samples are recorded), plus the side's own variables.
@@ -913,7 +926,7 @@ def capture_side_profiles(
     (:func:`~harness.measure.checkout.clean_environ`) plus the side's own variables,
     so a planted slowdown measured on a side shows in its profile.
     """
-    return capture_in(checkout.python, env=_after_rounds_env(side_env), cwd=workdir)
+    return capture_in(checkout.python, env=_outside_rounds_env(side_env), cwd=workdir)
 
 
 @dataclass(frozen=True, slots=True)
@@ -939,11 +952,11 @@ def count_side_instructions(
 ) -> Counted:
     """The instruction clock of one side, counted by its own interpreter and code.
 
-    One pass a side (the counts repeat to the digit: no rounds needed), after every
-    round, with the side's own variables (a planted AGENTBENCH_INJECT_CPU counts).
+    One pass a side (the counts repeat to the digit: no rounds needed), before the
+    first round, with the side's own variables (a planted AGENTBENCH_INJECT_CPU counts).
     A side whose code has no instruction clock (an older commit) gets none, saying so.
     """
-    env = _after_rounds_env(side_env)
+    env = _outside_rounds_env(side_env)
     started = time.monotonic()
     try:
         done = subprocess.run(
@@ -988,7 +1001,7 @@ def count_side_instructions(
 def _count_sides(
     plan: _Plan, checkouts: Mapping[Side, Checkout], counter: SideCounter, stream: TextIO
 ) -> dict[Side, Counted]:
-    """Each side's instruction counts, after every round (they never disturb one)."""
+    """Each side's instruction counts, before the first round (they never disturb one)."""
     counted: dict[Side, Counted] = {}
     for side in Side:
         checkout = checkouts[side]

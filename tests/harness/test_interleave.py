@@ -839,3 +839,48 @@ def test_a_side_without_an_instruction_clock_leaves_it_out_of_both_bundles(
     comparison = compare_bundles(base, candidate)  # the same workloads: compared
     assert [r for r in comparison.rows if r.clock == "instructions"] == []
     assert any(r.workload == "fake" for r in comparison.rows)
+
+
+def _pool_rounds(side: Side, values: Sequence[float]) -> il._Collected:
+    """``values`` as one side's rounds of the pool's c16 item cost (wall), one a round."""
+    collected = il._Collected()
+    collected.samples["pool_overhead"] = {
+        k: (
+            MetricSamples(
+                "pool_overhead",
+                "item_cost_ordered_pool_c16",
+                f"r{k}:{side}:r",
+                "s",
+                "wall",
+                (value,),
+            ),
+        )
+        for k, value in enumerate(values)
+    }
+    return collected
+
+
+def test_until_decided_counts_a_row_its_instruction_twin_decides_as_decided() -> None:
+    # Wall noise of about 20 % a round: eight rounds cannot decide a 5 % threshold.
+    base = [1.0, 1.2, 0.85, 1.1, 0.9, 1.25, 0.8, 1.05]
+    candidate = [1.15, 0.9, 1.05, 0.82, 1.2, 0.95, 1.1, 0.88]
+    collected = {Side.BASE: _pool_rounds(Side.BASE, base),
+                 Side.CANDIDATE: _pool_rounds(Side.CANDIDATE, candidate)}  # fmt: skip
+    wall_row = "pool_overhead/item_cost_ordered_pool_c16/median"
+    assert wall_row in il.undecided_rows(collected, threshold=0.05, thresholds={})
+
+    def counts(side: Side) -> tuple[MetricSamples, ...]:
+        return (
+            MetricSamples(
+                "instructions",
+                "instructions_pool_item_c16",
+                f"instructions:{side}",
+                "instructions",
+                "instructions",
+                (10_000.0,),
+            ),
+        )
+
+    counted = {side: counts(side) for side in Side}
+    undecided = il.undecided_rows(collected, threshold=0.05, thresholds={}, counted=counted)
+    assert wall_row not in undecided  # its twin, the exact count, said "no change"
