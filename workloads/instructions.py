@@ -41,6 +41,11 @@ count is the figure that is both exact and cheap.
 The planted CPU slowdown ``AGENTBENCH_INJECT_CPU`` (a fraction, see
 :mod:`reference_impl.pool`) passes to both processes through the environment,
 so that a known regression of the pool's per-item count can be planted.
+
+Why one module: it is one measurement method and the table of what it measures. The op
+table, the two-process cachegrind run and the developer's command (``python -m
+workloads.instructions``) share private helpers (``_OPS_BY_NAME``, ``_spec``, ``_environment``,
+``_entry``), and the notes above on what "exact" means are a good part of the length.
 """
 
 from __future__ import annotations

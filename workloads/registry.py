@@ -9,6 +9,11 @@ A workload that cannot run here because an optional dependency group is not
 installed (the ``peers`` workloads without LangGraph) exits with
 :data:`SKIP_EXIT_STATUS` after one stderr line ``<name>: skipped: <reason>``
 that says how to install what it lacks; the harness reports it as skipped.
+
+Why one module: it is the table of one thing, the workloads, and every stage (the workloads
+themselves, the harness, the judge, the report) reads their descriptions from this one place.
+Most of its length is the :data:`WORKLOADS` table, whose entries share private constants
+(``_pool_twin``, the values a round records).
 """
 
 from __future__ import annotations

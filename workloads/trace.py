@@ -30,6 +30,11 @@ Guarantees:
   refused before it is opened, so a FIFO never blocks the reader) and bytes
   that are not JSON each raise :class:`TraceFormatError`, never another
   exception.
+
+Why one module: it is one file format, the contract between its writer and its readers. Both
+hash the same canonical line (:func:`encode_record`) into the inputs digest and share the
+record structs and the schema version, and the reader's private guards (``_open_regular``,
+``_lines``, ``_decode``) are the guarantees above.
 """
 
 from __future__ import annotations

@@ -28,6 +28,11 @@ Guarantees:
   JSON in any file, a samples file with more or fewer lines of a workload than
   the manifest records (``WorkloadRun.samples``), a negative duration on the
   trace clock (naming workload, metric and round).
+
+Why one module: it is the bundle format, whole. The file names, the schema version and the
+structs that :func:`write_bundle` writes are the ones :func:`load_bundle` checks, so the writer
+and the validating reader change together, in one place; the rest (run ids, the merged pyperf
+suite, pyperf values as samples) is what goes into those files or is read back out of them.
 """
 
 from __future__ import annotations

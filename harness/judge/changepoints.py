@@ -49,6 +49,11 @@ Guarantees:
 * Deterministic: no random draws; the same nights give the same change points.
 * "Beyond the threshold" is symmetric on the log scale, as in the comparisons:
   ``|log ratio| > log(1 + threshold)``.
+
+Why one module: it is one detector. :func:`detect` and :func:`opens_regression` drive the
+same private scale, split, test and segmentation (``_night_scale``, ``_best_split``, ``_test``,
+``_segment``), and the figures above were measured for their constants together; the
+description of the method and of why no library does it is a good part of the length.
 """
 
 from __future__ import annotations

@@ -38,6 +38,11 @@ Guarantees:
   regression only when significant after adjustment *and* beyond the threshold;
   a change that is not significant is "no change" only when the minimum
   detectable effect is within the threshold, "inconclusive" otherwise.
+
+Why one module: it is one statistical method, called as one namespace (``stats.``) by
+:mod:`harness.judge.compare`. The estimates, the noise, the minimum detectable effect and
+:func:`classify` agree on one scale (log ratios, the noise of one round) and share private
+helpers (``_percentiles``, ``_z``, ``_floor``) that a split would import across modules.
 """
 
 from __future__ import annotations

@@ -34,6 +34,11 @@ Guarantees:
 
 Which hot path explains which workload is the workload registry's
 (:attr:`workloads.registry.WorkloadInfo.hot_path`, read as :data:`HOT_PATH_OF_WORKLOAD`).
+
+Why one module: reading and comparing are one computation. The own times that
+:func:`attribute` and :func:`diff_tree` divide up add up to the total only because the reader
+folded ``[self]`` frames and C functions and merged siblings (``_node``, ``_merged``), and the
+two comparisons share the private scaling per unit of work (``_scales``).
 """
 
 from __future__ import annotations

@@ -16,6 +16,11 @@ carries its hash seed, and the reproduce line sets it. When the canonical run
 itself no longer reproduces the footer (which holds digests only), the canonical
 runs under other hash seeds are compared event by event to still name the first
 diverging event.
+
+Why one module: the replay (everything down to :func:`hash_seed_divergence`) is one
+computation over private state: the places, jobs and cached canonical runs of ``_Replay``,
+and the child protocol, whose two sides (``serve`` and ``_Child``) must decode the same
+structs and run the same ``_run``. A worker module of its own would import those private helpers.
 """
 
 from __future__ import annotations

@@ -12,6 +12,11 @@ Guarantees:
 * Every axis says what it shows and in which unit; durations are scaled to
   s, ms or µs by the magnitude of the data, never stored converted.
 * Pure: no pyplot state, no global rcParams change outside a ``rc_context``.
+
+Why one module: every chart draws through the same private machinery, the rc settings
+(``_RC``), the fixed-margin figure (``_figure``, ``_label_margin``) and the SVG clean-up that
+makes the guarantees above true (``_svg``: ids prefixed, metadata stripped, sized by its
+``viewBox``); a module per chart would import those private helpers.
 """
 
 from __future__ import annotations

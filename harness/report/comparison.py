@@ -26,6 +26,11 @@ Guarantees:
   row (:data:`harness.judge.where.HOT_PATH_OF_WORKLOAD`) whose profiles both sides
   carry, the functions whose own time changed most and a differential flame
   graph. Profiles that are missing or unreadable are said in words, never fatal.
+
+Why one module: it is one section, from the JSON contract above to its display records, read
+by one caller (:mod:`harness.report.html`); the rows and the "where" blocks they link to follow
+the same private reading order (``_reading_order``, :data:`VERDICT_ORDER`), which a split
+would make two modules import.
 """
 
 from __future__ import annotations

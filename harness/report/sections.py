@@ -15,6 +15,12 @@ Guarantees:
   than the bundle; the bundle itself is always the last point, stored or not.
 * A missing or unusable history store, or peers that were not run, are stated
   in the section, never an error.
+
+Why one module: it is one contract read by one caller, :mod:`harness.report.html`, which
+reads every section through this one namespace; and the sections share the formatting of
+every figure (:func:`quantity`, :func:`quantity_range`) and the private grouping of samples by
+workload and metric (``_values_by_metric``, ``_percentile``, ``_many``). A module per section
+would import those private helpers.
 """
 
 from __future__ import annotations

@@ -36,6 +36,11 @@ Guarantees:
   reached or refuses the credentials raises :class:`~harness.store.schema.StoreError`
   naming the file (the URL without its password); nothing stored is changed.
   Every connection is closed when its use ends.
+
+Why one module: :class:`HistoryStore` is the store's one public face, the class the rest of
+the harness opens, and a class does not split across modules. The mechanics already live
+apart (backend, connection, schema, rows, rounds, queries); what stays is its methods and the
+one mapping of a bundle onto its rows (``_run_rows``).
 """
 
 from __future__ import annotations

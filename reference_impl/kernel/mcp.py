@@ -35,6 +35,12 @@ Hook subjects (what ``deny_if`` is searched in, with :func:`re.search`): a pre-h
 sees ``"<tool> <canonical JSON of args>"``; a post-hook sees the same followed by
 ``" -> <result text>"``, where the result text is the canonical JSON of the tool's
 value (its ``repr`` when the value is not JSON data).
+
+Why one module: the hooks and the adapter are one mechanism. The adapter runs the segments
+the private builder cuts (``_build_config``, ``_segments``, ``_BuiltConfig``) and carries a
+deny through the pool's fail-fast as the private ``_Denial``; and both modes' paths sit side
+by side in :class:`McpAdapter`, where "same decisions in both modes" can be read off. Apart,
+the adapter would import the hooks' private helpers.
 """
 
 from __future__ import annotations

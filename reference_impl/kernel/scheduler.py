@@ -39,6 +39,11 @@ Guarantees (each one is a test in ``tests/reference_impl/kernel/test_scheduler.p
   ``record_timings=True``.
 * **No leaked task.** Nothing the scheduler starts outlives :meth:`Scheduler.run`,
   on success, on failure or on cancellation (the pool's own guarantee).
+
+Why one module: it is one class whose two modes share one private commit path (``_execute``,
+``_Done`` and the ``commit`` closure of ``_run``): that is what makes the commits identical in
+both modes, so the legacy and pooled paths stay side by side. The guarantees above are a good
+part of the length.
 """
 
 from __future__ import annotations

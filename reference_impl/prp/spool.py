@@ -24,6 +24,11 @@ Guarantees (each one is a test in ``tests/reference_impl/prp``):
 * **Cancellation.** Cancelling :meth:`GateSpool.run` cancels and awaits every
   task it started; what was committed stays committed.
 * :meth:`GateSpool.status` is synchronous: it never waits for a gate.
+
+Why one module: it is one state machine. Every step reads and moves the private per-gate
+state of :class:`GateSpool` (states, outcomes, the ready heap, the unsent approval batches)
+through ``_move``'s legal transitions; the plan, the outcomes, the approvals and the
+concurrency controller already live in modules of their own.
 """
 
 from __future__ import annotations
