@@ -2,7 +2,8 @@
 
 A bundle records target verdicts, the store keeps them, judge computes them and
 report shows them; so they live here, below all of those. Parsing the targets file
-and computing a verdict stay in :mod:`harness.judge.targets`.
+stays in :mod:`harness.judge.targets`, computing a verdict in
+:mod:`harness.judge.verdict`.
 """
 
 from __future__ import annotations

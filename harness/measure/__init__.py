@@ -6,7 +6,11 @@ rounds run again; ``--until-decided``), ``calibrate`` (an A/A run: this machine'
 noise), ``checkout`` (a worktree and a virtualenv per git ref), ``replay`` (a trace
 under many settings and hash seeds, the first diverging event), ``profiles`` (the hot
 paths' profiles, captured while measuring), ``load`` (how busy other processes kept
-the machine during a round) and ``manifest`` (the one builder of a run's manifest).
+the machine during a round), ``manifest`` (the one builder of a run's manifest),
+``workload_process`` (one workload as a child process: its command, progress, skip
+line and samples; shared by run, interleave and calibrate) and ``preflight`` (the
+checks made before anything runs: writable output, switches, endpoint, event loop,
+history store).
 It writes bundles and appends to the store; judge and report read what it wrote and
 never import it.
 """

@@ -12,7 +12,7 @@ its *minimum detectable effect* for that many rounds, at the per-test level
 
 Guarantees:
 
-* Workloads run through :func:`harness.measure.run.run_workload_command` with
+* Workloads run through :func:`harness.measure.workload_process.run_workload_command` with
   ``AGENTBENCH_SAMPLES_DIR`` set (a fresh directory per run), exactly as
   ``harness run`` runs them; a workload that fails stops the calibration with
   its :class:`~harness.errors.WorkloadError`; one that skips itself is left out
@@ -53,7 +53,7 @@ from harness.judge.rounds import sample_rounds
 from harness.judge.stats import RowVerdict
 from harness.measure.interleave import DEFAULT_ROUNDS as INTERLEAVE_ROUNDS
 from harness.measure.interleave import ROUND_PROFILE
-from harness.measure.run import (
+from harness.measure.workload_process import (
     PROFILE_ENV,
     Progress,
     read_workload_samples,

@@ -116,12 +116,12 @@ from harness.measure.checkout import (
 )
 from harness.measure.load import LoadMeter, LoadReading
 from harness.measure.manifest import build_manifest, trace_ids
+from harness.measure.preflight import check_writable
 from harness.measure.profiles import Capture, capture_in
-from harness.measure.run import (
+from harness.measure.run import evaluate_targets
+from harness.measure.workload_process import (
     PROFILE_ENV,
     Progress,
-    check_writable,
-    evaluate_targets,
     read_workload_samples,
     run_workload_command,
     selected_workloads,
@@ -335,7 +335,8 @@ def run_round(job: RoundJob) -> RoundOutput:
     """The default runner: the job's pyperf command as a subprocess, from ``job.workdir``.
 
     Failures are :class:`~harness.errors.WorkloadError`, a skip a
-    :class:`~harness.errors.WorkloadSkipped` (see :func:`harness.measure.run.run_workload_command`).
+    :class:`~harness.errors.WorkloadSkipped` (see
+    :func:`harness.measure.workload_process.run_workload_command`).
     """
     elapsed = run_workload_command(
         job.argv,

@@ -25,7 +25,7 @@ from harness.bundle.verdicts import (
     Unit,
     Verdict,
 )
-from harness.judge.targets import evaluate
+from harness.judge.verdict import evaluate
 from workloads.samples import MetricSamples
 
 

@@ -29,7 +29,7 @@ from harness.bundle.verdicts import (
     Unit,
     Verdict,
 )
-from harness.judge.targets import evaluate
+from harness.judge.verdict import evaluate
 from harness.store.db import HISTORY_FILE, HistoryStore
 from workloads.samples import MetricSamples
 

@@ -13,16 +13,15 @@ from pathlib import Path
 
 import pytest
 
-import harness.measure.run
+import harness.measure.preflight
 from harness.bundle.files import load_bundle
 from harness.errors import EnvironmentRefused, TargetsError
 from harness.judge.targets import DEFAULT_TARGETS_PATH, load_targets, parse_targets
-from harness.measure.run import (
+from harness.measure.run import RunOptions, run
+from harness.measure.workload_process import (
     SCRATCH_LOCK,
     STALE_SCRATCH_AGE_S,
-    RunOptions,
     clean_stale_scratch,
-    run,
     scratch_dir,
 )
 from harness.store.db import HistoryStore
@@ -246,6 +245,6 @@ def test_a_check_switches_error_is_an_environment_refusal_not_a_config_error(
 ) -> None:
     monkeypatch.setenv("AGENTBENCH_INJECT_CPU", "lots")
     with pytest.raises(EnvironmentRefused) as info:
-        harness.measure.run.check_switches()
+        harness.measure.preflight.check_switches()
     assert not isinstance(info.value, ConfigError)
     assert str(info.value).startswith("AGENTBENCH_INJECT_CPU: 'lots'")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import WorkloadSkipped
-from harness.measure.run import Progress, instruction_samples
+from harness.measure.workload_process import Progress, instruction_samples
 from workloads import instructions, registry
 
 

@@ -23,7 +23,7 @@ import pytest
 
 from harness.bundle.files import load_bundle
 from harness.cli import build_parser, main
-from harness.measure.run import check_history_store
+from harness.measure.preflight import check_history_store
 from harness.store.db import SCHEMA_VERSION, CalibrationRow, HistoryStore, StoreError
 from harness.store.location import (
     DB_VARIABLE,

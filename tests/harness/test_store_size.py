@@ -34,7 +34,8 @@ from harness.bundle.files import (
     write_bundle,
 )
 from harness.bundle.verdicts import TargetOutcome, Verdict
-from harness.judge.targets import evaluate, load_targets, measurement_of
+from harness.judge.targets import load_targets
+from harness.judge.verdict import evaluate, measurement_of
 from harness.store.db import HistoryStore
 from workloads import registry
 from workloads.samples import MetricSamples

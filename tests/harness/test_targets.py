@@ -18,11 +18,10 @@ from harness.bundle.verdicts import (
 from harness.errors import TargetsError, WorkloadError
 from harness.judge.targets import (
     DEFAULT_TARGETS_PATH,
-    evaluate,
     load_targets,
-    measurement_of,
     parse_targets,
 )
+from harness.judge.verdict import evaluate, measurement_of
 from workloads.registry import WORKLOADS, WorkloadInfo, latency
 from workloads.samples import MetricSamples
 

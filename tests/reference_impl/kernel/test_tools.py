@@ -32,6 +32,7 @@ from reference_impl.kernel.tools import (
     ToolStatistics,
     minimal_environment,
 )
+from reference_impl.kernel.tools import shell as shell_tool
 
 # ---------------------------------------------------------------------------- shell
 
@@ -191,7 +192,7 @@ def test_a_descendant_that_left_the_process_group_cannot_hang_the_call(
 ) -> None:
     # setsid forks a child in a session of its own, which keeps stdout open after
     # the process group is killed; the call must still end (it lives 1 s, unowned).
-    monkeypatch.setattr(tools, "_DRAIN_TIMEOUT_S", 0.05)
+    monkeypatch.setattr(shell_tool, "_DRAIN_TIMEOUT_S", 0.05)
     config = ShellConfig(
         frozenset(), timeout_s=0.2, allowed_argvs=frozenset({("setsid", "sleep", "1")})
     )
