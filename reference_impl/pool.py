@@ -26,11 +26,18 @@ Guarantees (each one is a test in ``tests/reference_impl/test_pool.py``):
   the caller's task: no task is created, each job is committed right after it
   returns. A sized batch never gets more worker tasks than it has jobs.
 
-Measurement: per job, *queue wait* (from the run's start to the job's start),
-*run time* and *commit wait* (done, but waiting for an earlier job: the
-head-of-line cost of ordering). Totals and maxima are always kept in
-:class:`PoolStatistics`; per-job :class:`ItemTiming` rows are kept only with
-``record_timings=True`` (they cost memory, one row per job).
+Cost: a job that finishes in input order (every job that never suspends does)
+is committed on the worker's fast path: no clock read, no counter, no dict; its
+per-job cost is within a small factor of plain worker tasks pulling from one
+iterator (``pool_overhead``'s ``item_cost_ratio_vs_floor``). Levels and counts
+(:class:`PoolStatistics`) are read off the run's state when asked.
+
+Measurement, when asked (``timed=True``; implied by ``record_timings`` and
+``item_timeout_s``): per job, *queue wait* (from the run's start to the job's
+start), *run time* and *commit wait* (done, but waiting for an earlier job: the
+head-of-line cost of ordering), two clock reads a job. Totals and maxima are kept
+in :class:`PoolStatistics` (0 in an untimed pool); per-job :class:`ItemTiming`
+rows only with ``record_timings=True`` (they cost memory, one row per job).
 """
 
 from __future__ import annotations
@@ -71,11 +78,12 @@ TimeSource = Callable[[], float]
 # deterministic regression of the pool's per-item path. Off (0) by default.
 INJECT_CPU_ENV = "AGENTBENCH_INJECT_CPU"
 # Measured under cachegrind (CPython 3.11.7, x86-64; workloads.instructions): the
-# pool's own instructions per no-op item at concurrency 1 (switch off), and what one
-# step of run_one's count-down costs. A step is about 1.8 % of an item: 0.01 burns one
-# step (+1.7 %), 0.1 six (+10.7 %).
-_ITEM_INSTRUCTIONS = 10_173
-_BURN_STEP_INSTRUCTIONS = 184
+# pool's own instructions per no-op item at concurrency 64, the costliest (switch off,
+# n = 2000; 2,094 at concurrency 1), and what one step of the count-down costs
+# (``for _ in repeat(None, k)``: no int is made). So a fraction f adds at least f at
+# every concurrency: measured, 0.01 adds 1.1-1.3 % and 0.1 adds 10.0-11.1 % (c64 to c1).
+_ITEM_INSTRUCTIONS = 2_329
+_BURN_STEP_INSTRUCTIONS = 74
 
 
 def injected_cpu() -> float:
@@ -97,14 +105,15 @@ def injected_cpu() -> float:
 
 
 @functools.cache
-def _cpu_burn() -> int:
-    """The steps run_one counts down per item: ``injected_cpu()`` x the item's instructions.
+def _cpu_burn() -> float:
+    """Steps of a count-down per job: ``injected_cpu()`` x a job's instructions / a step's.
 
     Read once per process (a pool is made per MCP hook segment: that path never
-    reads the environment); 0 when the switch is off. Up to 256 steps (fractions up
-    to about 4) every step costs the same (a small int: nothing is allocated).
+    reads the environment); 0 when the switch is off. A batch pays its jobs' steps
+    when it ends (``ceil(steps x jobs started)``), not job by job: a step is a
+    sizeable part of a fast-path job, so a per-job count-down could not plant 1 %.
     """
-    return round(injected_cpu() * _ITEM_INSTRUCTIONS / _BURN_STEP_INSTRUCTIONS)
+    return injected_cpu() * _ITEM_INSTRUCTIONS / _BURN_STEP_INSTRUCTIONS
 
 
 # -- Planted CPU slowdown -- end -------------------------------------------------------
@@ -193,16 +202,6 @@ class _Failure:
         self.error = error
 
 
-@dataclass(slots=True)
-class _RunCounts:
-    """What one ``run`` has done so far: items started, committed, failed, cancelled."""
-
-    started: int = 0
-    committed: int = 0
-    failed: int = 0
-    cancelled: int = 0
-
-
 class OrderedPool(Generic[T]):
     """Run jobs ``concurrency`` at a time and commit their results in input order.
 
@@ -218,6 +217,7 @@ class OrderedPool(Generic[T]):
         fail_fast: bool = True,
         item_timeout_s: float | None = None,
         record_timings: bool = False,
+        timed: bool = False,
         clock: TimeSource = time.perf_counter,
         max_ahead: int | None = None,
     ) -> None:
@@ -231,13 +231,14 @@ class OrderedPool(Generic[T]):
         self.fail_fast = fail_fast
         self.item_timeout_s = item_timeout_s
         self.record_timings = record_timings
+        # Two clock reads a job: only when asked (or needed, for per-job rows or a timeout).
+        self.timed = timed or record_timings or item_timeout_s is not None
         self.max_ahead = max_ahead if max_ahead is not None else max(64, 4 * concurrency)
         self._clock = clock
         self._cpu_burn = _cpu_burn()  # planted CPU slowdown: 0 unless AGENTBENCH_INJECT_CPU
-        # Levels of the run in progress.
-        self._active = 0
+        # The run in progress (its levels are read off it) and its input's size.
+        self._run: _Run[T] | None = None
         self._total = 0
-        self._started = 0
         # Accumulated over every run.
         self._started_total = 0
         self._committed = 0
@@ -250,13 +251,18 @@ class OrderedPool(Generic[T]):
 
     def statistics(self) -> PoolStatistics:
         """A frozen snapshot: levels now, totals since the pool was made."""
+        run = self._run
+        active = queued = started = committed = failed = 0
+        if run is not None:
+            started, committed, failed = run.started(), run.head, run.failed
+            active, queued = run.active(), max(self._total - started, 0)
         return PoolStatistics(
             concurrency=self.concurrency,
-            active=self._active,
-            queued=max(self._total - self._started, 0),
-            started=self._started_total,
-            committed=self._committed,
-            failed=self._failed,
+            active=active,
+            queued=queued,
+            started=self._started_total + started,
+            committed=self._committed + committed,
+            failed=self._failed + failed,
             cancelled=self._cancelled,
             queue_wait_total_s=self._queue_wait_total,
             run_total_s=self._run_total,
@@ -313,205 +319,278 @@ class OrderedPool(Generic[T]):
         *,
         settle: bool = False,
     ) -> PoolRun:
-        clock = self._clock
-        timeout_s = self.item_timeout_s
-        record = self.record_timings
-        burn = self._cpu_burn  # planted CPU slowdown: 0 unless AGENTBENCH_INJECT_CPU
-        timings: list[ItemTiming] = []
-        # Jobs done but not yet committed: index -> (value or _Failure, done time).
-        pending: dict[int, tuple[object, float]] = {}
-        # Per job run by a worker task: index -> task, for fail-fast cancellation.
-        running: dict[int, asyncio.Task[None]] = {}
-        state = _RunState()
-        source: Iterator[tuple[int, Job[T]]] = iter(enumerate(jobs))
-        self._total = len(jobs) if isinstance(jobs, Sized) else 0
-        self._started = 0
-        started_at = clock()
-        counts = _RunCounts()
-
-        def commit_ready() -> None:
-            # Commit the head of the line and everything ready behind it.
-            nxt = state.next_commit
-            now = -1.0
-            while nxt in pending:
-                if state.failure_index is not None and nxt >= state.failure_index:
-                    break
-                value, done_at = pending.pop(nxt)
-                if now < 0:
-                    now = clock()
-                wait = now - done_at
-                self._commit_wait_total += wait
-                if wait > self._commit_wait_max:
-                    self._commit_wait_max = wait
-                if record:
-                    state.commit_waits[nxt] = wait
-                if not settle and isinstance(value, _Failure):
-                    break
-                if on_commit is not None:
-                    on_commit(nxt, value)  # type: ignore[arg-type]  # a T, or _Failure in settled mode
-                self._committed += 1
-                counts.committed += 1
-                nxt += 1
-            state.next_commit = nxt
-            state.wake()
-
-        def finish(index: int, value: object, start: float, done: float) -> None:
-            self._run_total += done - start
-            if record:
-                state.runs[index] = (start - started_at, done - start)
-            if isinstance(value, _Failure):
-                self._failed += 1
-                counts.failed += 1
-                if not settle and (state.failure_index is None or index < state.failure_index):
-                    state.failure_index = index
-                    state.failure = value.error
-                    state.wake()
-                    # Jobs after the failure are not needed: cancel them.
-                    for later, task in list(running.items()):
-                        if later > index:
-                            task.cancel()
-            if index == state.next_commit:
-                if not isinstance(value, _Failure) or settle:
-                    # Fast path: the head of the line commits with no wait.
-                    if record:
-                        state.commit_waits[index] = 0.0
-                    if on_commit is not None:
-                        on_commit(index, value)  # type: ignore[arg-type]  # see commit_ready
-                    self._committed += 1
-                    counts.committed += 1
-                    state.next_commit = index + 1
-                    state.wake()
-                    if pending:
-                        commit_ready()
-            else:
-                pending[index] = (value, done)
-
-        async def run_one(index: int, job: Job[T]) -> None:
-            start = clock()
-            self._queue_wait_total += start - started_at
-            self._active += 1
-            try:
-                if timeout_s is None:
-                    value: object = await job()
-                else:
-                    try:
-                        async with asyncio.timeout(timeout_s):
-                            value = await job()
-                    except TimeoutError as exc:
-                        raise ItemTimeout(index, timeout_s) from exc
-            except asyncio.CancelledError:
-                self._active -= 1
-                raise
-            except Exception as exc:  # a job's failure is data: reported in order, never lost
-                value = _Failure(exc)
-            self._active -= 1
-            steps = burn  # planted CPU slowdown (AGENTBENCH_INJECT_CPU): 0 when off
-            while steps:
-                steps -= 1
-            finish(index, value, start, clock())
-
-        def next_job() -> tuple[int, Job[T]] | None:
-            if state.failure_index is not None:
-                return None
-            item = next(source, None)
-            if item is None:
-                return None
-            self._started += 1
-            self._started_total += 1
-            counts.started += 1
-            return item
-
-        max_ahead = self.max_ahead
-
-        async def worker() -> None:
-            while True:
-                # Bounded run-ahead: never more than max_ahead jobs started past the
-                # commit head, so a slow head cannot make the pool buffer everything.
-                while (
-                    counts.started - state.next_commit >= max_ahead and state.failure_index is None
-                ):
-                    if state.advanced is None:
-                        state.advanced = asyncio.get_running_loop().create_future()
-                    await asyncio.shield(state.advanced)
-                if (item := next_job()) is None:
-                    return
-                index, job = item
-                task = asyncio.current_task()
-                assert task is not None
-                running[index] = task
-                try:
-                    await run_one(index, job)
-                finally:
-                    running.pop(index, None)
-
+        run = _Run(self, on_commit, settle)
+        source: Iterator[tuple[int, Job[T]]] = enumerate(jobs)
+        total = len(jobs) if isinstance(jobs, Sized) else 0
+        # Never more workers than jobs: a batch of one job is a plain call. An
+        # unsized input is peeked two jobs ahead to tell a single job apart.
+        if isinstance(jobs, Sized):
+            width = min(self.concurrency, total) or self.concurrency
+        else:
+            head = list(itertools.islice(source, 2))
+            source = itertools.chain(head, source)
+            width = self.concurrency if len(head) > 1 else 1
+        run.slots = [-1] * width
+        if run.timed:
+            timed_job = run.timed_job
+            source = ((i, functools.partial(timed_job, i, job)) for i, job in source)
+        self._run, self._total = run, total
         try:
-            # Never more workers than jobs: a batch of one job is a plain call. An
-            # unsized input is peeked two jobs ahead to tell a single job apart.
-            if isinstance(jobs, Sized):
-                width = min(self.concurrency, self._total) or self.concurrency
-            else:
-                head = list(itertools.islice(source, 2))
-                source = itertools.chain(head, source)
-                width = self.concurrency if len(head) > 1 else 1
             if width == 1:
-                # A plain sequential loop: no task, no bookkeeping of running jobs.
-                while (item := next_job()) is not None:
-                    await run_one(*item)
+                await run.sequential(source)
             else:
-                workers = [asyncio.ensure_future(worker()) for _ in range(width)]
-                try:
-                    await asyncio.wait(workers, return_when=asyncio.FIRST_EXCEPTION)
-                finally:
-                    still = [w for w in workers if not w.done()]
-                    for w in still:
-                        w.cancel()
-                    if still:
-                        # Wait for the cancelled jobs: nothing the pool started outlives it.
-                        await asyncio.wait(still)
-                for w in workers:
-                    if w.cancelled():
-                        counts.cancelled += 1
-                        self._cancelled += 1
-                    elif (exc := w.exception()) is not None:
-                        raise exc
+                await run.workers(source, width)
         finally:
-            self._active = 0
-            self._total = 0
-            self._started = 0
-        if state.failure_index is not None:
+            self._run, self._total = None, 0
+            self._fold(run)
+            if self._cpu_burn:  # planted CPU slowdown: 0 unless AGENTBENCH_INJECT_CPU
+                for _ in itertools.repeat(None, math.ceil(self._cpu_burn * run.started())):
+                    pass
+        if run.failure_index is not None:
             # Everything before the failure is done and committed; report the failure.
-            commit_ready()
-            error = state.failure
+            error = run.failure
             assert error is not None
-            raise PoolItemError(state.failure_index, error) from error
-        if record:
-            timings = [
-                ItemTiming(i, q, r, state.commit_waits.get(i, 0.0))
-                for i, (q, r) in sorted(state.runs.items())
-            ]
-        return PoolRun(
-            counts.started, counts.committed, counts.failed, counts.cancelled, tuple(timings)
-        )
+            raise PoolItemError(run.failure_index, error) from error
+        timings: tuple[ItemTiming, ...] = ()
+        if self.record_timings:
+            timings = tuple(
+                ItemTiming(i, q, r, run.commit_waits.get(i, 0.0))
+                for i, (q, r) in sorted(run.runs.items())
+            )
+        return PoolRun(run.started(), run.head, run.failed, run.cancelled, timings)
+
+    def _fold(self, run: _Run[T]) -> None:
+        """Add a finished run's counts to the pool's totals."""
+        self._started_total += run.started()
+        self._committed += run.head
+        self._failed += run.failed
+        self._cancelled += run.cancelled
 
 
-class _RunState:
-    """Mutable bookkeeping of one run (kept off the pool so runs never share it)."""
+class _Run(Generic[T]):
+    """One :meth:`OrderedPool.run`: its commit head, the results waiting for it, its workers.
 
-    __slots__ = ("advanced", "commit_waits", "failure", "failure_index", "next_commit", "runs")
+    The hot path is a worker's loop (:meth:`_worker`): take the next job, await it,
+    and when it is the head of the line with nothing waiting behind it, commit it
+    and take the next. Every job of a batch whose jobs finish in input order goes
+    that way (every job that never suspends does): no clock, no counter, no dict.
+    It needs no check before the next job: with nothing waiting, no failure is
+    pending (a fail-fast failure stays in ``pending`` for good) and fewer than
+    ``concurrency`` jobs are past the head, so the run-ahead bound cannot bind.
+    Everything else (a job done out of order, a failure, the run-ahead bound,
+    timings) goes through :meth:`_finish` and :meth:`_may_start`. Levels are read
+    off this state when asked (:meth:`OrderedPool.statistics`), never counted per job.
+    """
 
-    def __init__(self) -> None:
-        self.next_commit = 0
+    __slots__ = (
+        "advanced",
+        "cancelled",
+        "clock",
+        "commit_waits",
+        "done_at",
+        "failed",
+        "failure",
+        "failure_index",
+        "head",
+        "on_commit",
+        "pending",
+        "pool",
+        "runs",
+        "settle",
+        "slots",
+        "started_at",
+        "started_floor",
+        "tasks",
+        "timed",
+    )
+
+    def __init__(
+        self, pool: OrderedPool[T], on_commit: Callable[[int, T], object] | None, settle: bool
+    ) -> None:
+        self.pool = pool
+        self.on_commit = on_commit
+        self.settle = settle
+        self.timed = pool.timed
+        self.clock = pool._clock
+        self.started_at = self.clock() if self.timed else 0.0
+        # The next index to commit; every index below it is committed.
+        self.head = 0
+        # Jobs done but not committed (a value, or a _Failure), by index.
+        self.pending: dict[int, object] = {}
+        # Each worker's job (its index; -1 when it holds none): what a failure
+        # cancels, and how many jobs were started (the highest index + 1).
+        self.slots: list[int] = []
+        self.started_floor = 0  # started jobs of workers whose slot was cleared
+        self.tasks: list[asyncio.Task[None]] = []
+        self.failed = 0
+        self.cancelled = 0
+        self.failure_index: int | None = None
+        self.failure: BaseException | None = None
         # Set when the commit head moves or a job fails: wakes workers held back by
         # the run-ahead bound. Created only when a worker has to wait.
         self.advanced: asyncio.Future[None] | None = None
-        self.failure_index: int | None = None
-        self.failure: BaseException | None = None
+        # Timed runs only: when each job waiting for its turn was done; per-job rows.
+        self.done_at: dict[int, float] = {}
         self.runs: dict[int, tuple[float, float]] = {}
         self.commit_waits: dict[int, float] = {}
 
-    def wake(self) -> None:
+    def started(self) -> int:
+        """How many jobs this run has started (they start in input order)."""
+        return max(self.started_floor, max(self.slots, default=-1) + 1)
+
+    def active(self) -> int:
+        """Jobs started and not yet done."""
+        return self.started() - self.head - len(self.pending)
+
+    async def sequential(self, source: Iterator[tuple[int, Job[T]]]) -> None:
+        """Concurrency 1: a plain loop in the caller's task, each job committed as it returns."""
+        slots = self.slots
+        on_commit = self.on_commit
+        for index, job in source:
+            slots[0] = index
+            try:
+                value = await job()
+            except Exception as exc:  # a job's failure is data: reported in order, never lost
+                self._finish(index, _Failure(exc))
+                if self.failure_index is not None:
+                    return
+                continue
+            if on_commit is not None:
+                on_commit(index, value)
+            self.head = index + 1
+
+    async def workers(self, source: Iterator[tuple[int, Job[T]]], width: int) -> None:
+        """``width`` worker tasks over one shared source; none outlives this call."""
+        self.tasks = tasks = [asyncio.ensure_future(self._worker(source, w)) for w in range(width)]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        finally:
+            still = [task for task in tasks if not task.done()]
+            for task in still:
+                task.cancel()
+            if still:
+                # Wait for the cancelled jobs: nothing the pool started outlives it.
+                await asyncio.wait(still)
+        for task in tasks:
+            if task.cancelled():
+                self.cancelled += 1
+            elif (exc := task.exception()) is not None:
+                raise exc
+
+    async def _worker(self, source: Iterator[tuple[int, Job[T]]], w: int) -> None:
+        slots = self.slots
+        pending = self.pending
+        on_commit = self.on_commit
+        # A worker's first run may come late (after the others ran far ahead).
+        if not await self._may_start(w):
+            return
+        for index, job in source:
+            slots[w] = index
+            try:
+                value: object = await job()
+            except Exception as exc:  # a job's failure is data: reported in order, never lost
+                value = _Failure(exc)
+            else:
+                if index == self.head and not pending:
+                    # The head of the line, nothing waiting behind it: commit, go on.
+                    if on_commit is not None:
+                        on_commit(index, value)  # type: ignore[arg-type]  # a T here
+                    self.head = index + 1
+                    continue
+            self._finish(index, value)
+            if not await self._may_start(w):
+                return
+
+    def _finish(self, index: int, value: object) -> None:
+        """A job done off the fast path: keep it for its turn, commit what is ready."""
+        if isinstance(value, _Failure):
+            self.failed += 1
+            if not self.settle and (self.failure_index is None or index < self.failure_index):
+                self.failure_index, self.failure = index, value.error
+                # Jobs after the failure are not needed: cancel them.
+                current = asyncio.current_task()
+                for w, task in enumerate(self.tasks):
+                    if self.slots[w] > index and task is not current:
+                        task.cancel()
+                self._wake()
+        self.pending[index] = value
+        self._commit_ready()
+
+    def _commit_ready(self) -> None:
+        """Commit the head of the line and everything ready behind it."""
+        pending = self.pending
+        nxt = self.head
+        if nxt not in pending:
+            return
+        pool = self.pool
+        now = self.clock() if self.timed else 0.0
+        while nxt in pending:
+            value = pending[nxt]
+            if not self.settle and isinstance(value, _Failure):
+                break  # fail-fast: the failure is never committed, nor anything after it
+            del pending[nxt]
+            if self.timed:
+                wait = now - self.done_at.pop(nxt, now)
+                pool._commit_wait_total += wait
+                pool._commit_wait_max = max(pool._commit_wait_max, wait)
+                if pool.record_timings:
+                    self.commit_waits[nxt] = wait
+            if self.on_commit is not None:
+                self.on_commit(nxt, value)  # type: ignore[arg-type]  # a T, or _Failure settled
+            nxt += 1
+            self.head = nxt
+        self._wake()
+
+    async def _may_start(self, w: int) -> bool:
+        """Whether worker ``w`` may take the next job: none after a failure, and none more
+        than ``max_ahead`` past the commit head (it waits for the head to move)."""
+        ahead = self.pool.max_ahead
+        while self.failure_index is None:
+            if self.started() - self.head < ahead:
+                return True
+            # Held back: the worker holds no job while it waits (a failure spares it).
+            self.started_floor = max(self.started_floor, self.slots[w] + 1)
+            self.slots[w] = -1
+            if self.advanced is None:
+                self.advanced = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self.advanced)
+        return False
+
+    def _wake(self) -> None:
         """Release the workers waiting for the commit head to move."""
         if self.advanced is not None:
             if not self.advanced.done():
                 self.advanced.set_result(None)
             self.advanced = None
+
+    async def timed_job(self, index: int, job: Job[T]) -> T:
+        """``job`` with its queue wait and run time measured, under the item timeout."""
+        pool = self.pool
+        start = self.clock()
+        pool._queue_wait_total += start - self.started_at
+        timeout_s = pool.item_timeout_s
+        try:
+            if timeout_s is None:
+                value = await job()
+            else:
+                try:
+                    async with asyncio.timeout(timeout_s):
+                        value = await job()
+                except TimeoutError as exc:
+                    raise ItemTimeout(index, timeout_s) from exc
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self._timed_done(index, start)
+            raise
+        self._timed_done(index, start)
+        return value
+
+    def _timed_done(self, index: int, start: float) -> None:
+        pool = self.pool
+        done = self.clock()
+        pool._run_total += done - start
+        if pool.record_timings:
+            self.runs[index] = (start - self.started_at, done - start)
+        if index != self.head or self.pending:
+            self.done_at[index] = done  # it will wait for its turn: measure how long

@@ -53,7 +53,7 @@ def sequential_reference(fails: list[bool]) -> tuple[list[int], int | None]:
 
 
 def run_pool(
-    delays: list[int], fails: list[bool], concurrency: int
+    delays: list[int], fails: list[bool], concurrency: int, *, timed: bool = False
 ) -> tuple[list[int], int | None, list[tuple[str, int]]]:
     log: list[tuple[str, int]] = []
     committed: list[int] = []
@@ -61,7 +61,7 @@ def run_pool(
 
     async def main() -> None:
         nonlocal error_index
-        pool: OrderedPool[int] = OrderedPool(concurrency)
+        pool: OrderedPool[int] = OrderedPool(concurrency, timed=timed)
         jobs = [make_job(i, d, f, log) for i, (d, f) in enumerate(zip(delays, fails, strict=True))]
         try:
             await pool.run(jobs, lambda index, value: committed.append(value))
@@ -80,21 +80,25 @@ def run_pool(
 @given(
     st.lists(st.tuples(st.integers(0, 12), st.booleans()), max_size=40),
     st.integers(1, 32),
+    st.booleans(),
 )
 def test_commits_equal_sequential_loop_under_jitter(
-    jobs: list[tuple[int, bool]], concurrency: int
+    jobs: list[tuple[int, bool]], concurrency: int, timed: bool
 ) -> None:
     delays = [d for d, _ in jobs]
-    # Failures are rarer than successes, as in real runs.
+    # Failures are rarer than successes, as in real runs. A delay of 0 never
+    # suspends: such jobs take the workers' fast path when they finish in order.
     fails = [f and d % 3 == 0 for d, f in jobs]
-    committed, error_index, _ = run_pool(delays, fails, concurrency)
+    committed, error_index, _ = run_pool(delays, fails, concurrency, timed=timed)
     assert (committed, error_index) == sequential_reference(fails)
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.integers(0, 10), min_size=1, max_size=40), st.integers(1, 8))
-def test_never_more_than_concurrency_running(delays: list[int], concurrency: int) -> None:
-    _, _, log = run_pool(delays, [False] * len(delays), concurrency)
+@given(st.lists(st.integers(0, 10), min_size=1, max_size=40), st.integers(1, 8), st.booleans())
+def test_never_more_than_concurrency_running(
+    delays: list[int], concurrency: int, timed: bool
+) -> None:
+    _, _, log = run_pool(delays, [False] * len(delays), concurrency, timed=timed)
     running = peak = 0
     starts: list[int] = []
     for kind, index in log:
@@ -437,5 +441,47 @@ def test_a_one_job_generator_runs_in_the_callers_task() -> None:
 
         assert await OrderedPool[int](8).map(job for _ in range(1)) == [1]
         assert seen == [caller]
+
+    asyncio.run(main())
+
+
+def test_time_is_measured_only_when_asked_and_counts_are_kept_either_way() -> None:
+    now = [0.0]
+
+    def clock() -> float:
+        now[0] += 1.0  # every read one second later
+        return now[0]
+
+    async def job() -> int:
+        await asyncio.sleep(0)
+        return 1
+
+    async def main() -> None:
+        plain: OrderedPool[int] = OrderedPool(4, clock=clock)
+        await plain.run([job] * 12)
+        stats = plain.statistics()
+        assert (stats.started, stats.committed, stats.failed) == (12, 12, 0)
+        assert stats.run_total_s == stats.queue_wait_total_s == 0.0
+        assert now[0] == 0.0, "an untimed pool never reads its clock"
+        timed: OrderedPool[int] = OrderedPool(4, clock=clock, timed=True)
+        await timed.run([job] * 12)
+        stats = timed.statistics()
+        assert stats.committed == 12 and stats.run_total_s >= 12.0
+        assert stats.queue_wait_total_s > 0.0
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_a_pool_reused_for_many_batches_counts_every_one(concurrency: int) -> None:
+    async def quick(i: int) -> int:
+        return i
+
+    async def main() -> None:
+        pool: OrderedPool[int] = OrderedPool(concurrency)
+        for size in (5, 0, 7):
+            assert await pool.map([lambda i=i: quick(i) for i in range(size)]) == list(range(size))
+        stats = pool.statistics()
+        assert (stats.started, stats.committed, stats.active, stats.queued) == (12, 12, 0, 0)
 
     asyncio.run(main())
