@@ -35,7 +35,6 @@ Without LangGraph (the ``peers`` group), run as a module, it skips itself
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -105,7 +104,7 @@ async def score_sample(artifacts: Sequence[str], sample: int) -> float:
 
 
 async def _strategy(state: PRPState) -> PRPState:
-    return dataclasses.replace(state, strategy=await plan(state.run_id))
+    return state.with_strategy(await plan(state.run_id))
 
 
 async def _build(planned: PRPState, unit: int) -> str:

@@ -62,7 +62,6 @@ import hashlib
 import itertools
 import math
 import operator
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -119,6 +118,28 @@ class PRPState:
     scores: tuple[float, ...] = ()
     confidence: float = 0.0
     checkpoint: bool = False
+
+    def with_strategy(self, strategy: str) -> PRPState:
+        """This state with ``strategy`` set: what a strategy node returns.
+
+        ``dataclasses.replace(state, strategy=...)`` gives the same state at about
+        four times the cost (it goes through ``__init__`` and a frozen class's
+        ``object.__setattr__``); a subclass still goes through it, keeping its fields.
+        """
+        if type(self) is not PRPState:
+            return dataclasses.replace(self, strategy=strategy)
+        state = _next_state(
+            self,
+            self.run_id,
+            self.step,
+            self.phase,
+            self.artifacts,
+            self.scores,
+            self.confidence,
+            self.checkpoint,
+        )
+        _set_strategy(state, strategy)
+        return state
 
     def as_json(self) -> dict[str, Any]:
         """The state as plain JSON data (what the checkpoint digest covers)."""
@@ -194,7 +215,7 @@ def default_nodes(spec: GraphSpec) -> GraphNodes:
 
     async def strategy(state: PRPState) -> PRPState:
         await asyncio.sleep(spec.strategy_duration_s)
-        return dataclasses.replace(state, strategy=f"strategy-{stable_hash(state.run_id) % 997}")
+        return state.with_strategy(f"strategy-{stable_hash(state.run_id) % 997}")
 
     async def build(plan: PRPState, unit: int) -> str:
         await asyncio.sleep(spec.build_duration_s)
@@ -394,29 +415,16 @@ _START = PRPState("")  # a run's initial state is PRPState(run_id): this one's f
 
 
 class _InlineJobs:
-    """The counters of the jobs run in the runner's own task, kept as a pool keeps them."""
+    """The counters of the jobs run in the runner's own task, kept as an untimed pool keeps
+    them (counts and levels; no clock is read)."""
 
-    __slots__ = ("active", "committed", "failed", "run_total_s", "started")
+    __slots__ = ("active", "committed", "failed", "started")
 
     def __init__(self) -> None:
         self.active = 0
         self.started = 0
         self.committed = 0
         self.failed = 0
-        self.run_total_s = 0.0
-
-    def begin(self) -> float:
-        """A job starts: its start time."""
-        self.started += 1
-        self.active += 1
-        return time.perf_counter()
-
-    def end(self, start: float, *, failed: bool) -> None:
-        """The job that started at ``start`` returned (or raised, ``failed``)."""
-        self.active -= 1
-        self.run_total_s += time.perf_counter() - start
-        if failed:
-            self.failed += 1
 
     def add_to(self, pool: PoolStatistics) -> PoolStatistics:
         """``pool`` with these jobs counted in."""
@@ -426,7 +434,6 @@ class _InlineJobs:
             started=pool.started + self.started,
             committed=pool.committed + self.committed,
             failed=pool.failed + self.failed,
-            run_total_s=pool.run_total_s + self.run_total_s,
         )
 
 
@@ -571,16 +578,18 @@ class GraphRunner:
         state, record, build, inline = plan, self.history._append, self.nodes.build, self._inline
         last_unit = self.spec.build_units - 1
         for unit in range(self.spec.build_units):
-            start = inline.begin()
+            inline.started += 1
+            inline.active += 1
             try:
                 artifact = await build(plan, unit)
             except Exception as exc:  # reported with its place in the graph
-                inline.end(start, failed=True)
+                inline.active -= 1
+                inline.failed += 1
                 raise GraphError(run_id, GraphPhase.BUILD, unit, exc) from exc
             except BaseException:  # cancelled: not a failure (as in the pool)
                 inline.active -= 1
                 raise
-            inline.end(start, failed=False)
+            inline.active -= 1
             state = _with_artifact(state, run_id, artifact, checkpoint=unit == last_unit)
             record(state)
             inline.committed += 1
@@ -613,16 +622,18 @@ class GraphRunner:
         evaluate, confidence_of = self.nodes.evaluate, self.nodes.confidence
         threshold = self.spec.early_exit_confidence if self._eval_pool is not None else None
         for sample in range(self.spec.evaluation_samples):
-            start = inline.begin()
+            inline.started += 1
+            inline.active += 1
             try:
                 score = await evaluate(built, sample)
             except Exception as exc:  # reported with its place in the graph
-                inline.end(start, failed=True)
+                inline.active -= 1
+                inline.failed += 1
                 raise GraphError(run_id, GraphPhase.EVALUATION, sample, exc) from exc
             except BaseException:  # cancelled: not a failure (as in the pool)
                 inline.active -= 1
                 raise
-            inline.end(start, failed=False)
+            inline.active -= 1
             state = _with_score(state, run_id, score, confidence_of)
             self._samples_evaluated += 1
             record(state)

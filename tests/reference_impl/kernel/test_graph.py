@@ -604,3 +604,33 @@ def test_cancelling_a_job_run_in_the_runners_task_is_no_failure() -> None:
     assert stats.pool is not None
     assert (stats.pool.started, stats.pool.active, stats.pool.failed) == (1, 0, 0)
     assert stats.pool.committed == 0
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.text(max_size=8),
+    st.integers(0, 100),
+    st.sampled_from(list(GraphPhase)),
+    st.lists(st.text(max_size=4), max_size=3).map(tuple),
+    st.lists(st.floats(allow_nan=False), max_size=3).map(tuple),
+    st.booleans(),
+    st.text(max_size=8),
+)
+def test_with_strategy_is_dataclasses_replace(
+    run_id: str,
+    step: int,
+    phase: GraphPhase,
+    artifacts: tuple[str, ...],
+    scores: tuple[float, ...],
+    checkpoint: bool,
+    strategy: str,
+) -> None:
+    state = PRPState(run_id, step, phase, "old", artifacts, scores, 0.5, checkpoint)
+    fast = state.with_strategy(strategy)
+    assert type(fast) is PRPState
+    assert fast == dataclasses.replace(state, strategy=strategy)
+    assert state.strategy == "old", "the state it was made from is unchanged"
+    tagged = TaggedState(run_id, step, phase, "old", artifacts, scores, 0.5, checkpoint, tag="t")
+    assert tagged.with_strategy(strategy) == TaggedState(
+        run_id, step, phase, strategy, artifacts, scores, 0.5, checkpoint, tag="t"
+    )
