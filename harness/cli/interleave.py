@@ -123,9 +123,9 @@ def _interleave_command(args: argparse.Namespace) -> int:
         InterleaveOptions,
         OrderMethod,
         interleave,
-        no_profiles,
         parse_assignments,
     )
+    from harness.measure.sides import no_profiles
 
     result = interleave(
         InterleaveOptions(

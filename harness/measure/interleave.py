@@ -34,7 +34,7 @@ One comparison, in order:
    ``k``-th run is round ``k``, and the side is written as a bundle:
    ``<out>/<run-id>-base`` and ``<out>/<run-id>-candidate``, with the hot paths'
    profiles captured once per side after the last round, by the side's own
-   interpreter and harness, with its variables (:func:`capture_side_profiles`; a
+   interpreter and harness, with its variables (:mod:`harness.measure.sides`; a
    side whose harness has none gets none, and a note says so).
 
 The pairing contract with ``harness compare``: samples whose round ids start with
@@ -59,6 +59,14 @@ Guarantees:
 * Each manifest describes its side: its commit (read in its worktree), its
   interpreter and the dependency versions of its virtualenv, hence its own
   fingerprint (equal on the two sides when their dependencies resolved alike).
+
+Why one module: what is left here is the comparison itself, one orchestration over
+one private state: the plan fixed before the first round (``_Plan``), what each
+side measured so far (``_Collected``, which a re-run replaces in place and
+``--until-decided`` reads), the round loop with its re-runs and added pairs, and
+each side's bundle built from them; the guarantees above are properties of that
+loop as a whole. A round's job and files are :mod:`harness.measure.round_job`, the
+passes outside the rounds :mod:`harness.measure.sides`.
 """
 
 from __future__ import annotations
@@ -67,13 +75,11 @@ import contextlib
 import dataclasses
 import enum
 import functools
-import json
 import os
 import random
 import re
 import secrets
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -88,7 +94,6 @@ from harness.bundle import environment
 from harness.bundle.files import (
     Determinism,
     DeterminismStatus,
-    HotPathProfile,
     Interleaving,
     Manifest,
     WorkloadRun,
@@ -117,13 +122,29 @@ from harness.measure.checkout import (
 from harness.measure.load import LoadMeter, LoadReading
 from harness.measure.manifest import build_manifest, trace_ids
 from harness.measure.preflight import check_writable
-from harness.measure.profiles import Capture, capture_in
+from harness.measure.round_job import (
+    RoundJob,
+    RoundRunner,
+    merge_rounds,
+    rewrite_round_ids,
+    run_round,
+    side_command,
+)
 from harness.measure.run import evaluate_targets
+from harness.measure.sides import (
+    Counted,
+    Side,
+    SideCounter,
+    SideProfiler,
+    capture_side_profiles,
+    count_side_instructions,
+    count_sides,
+    profile_sides,
+)
 from harness.measure.workload_process import (
     PROFILE_ENV,
     Progress,
     read_workload_samples,
-    run_workload_command,
     selected_workloads,
 )
 from workloads import registry
@@ -136,22 +157,11 @@ __all__ = [
     "InterleaveOptions",
     "InterleaveResult",
     "OrderMethod",
-    "RoundJob",
-    "RoundOutput",
-    "RoundRunner",
-    "Side",
     "SidePreparer",
-    "SideProfiler",
-    "capture_side_profiles",
     "default_workloads",
     "interleave",
-    "merge_rounds",
-    "no_profiles",
     "parse_assignments",
-    "rewrite_round_ids",
     "round_order",
-    "run_round",
-    "side_command",
 ]
 
 # Rounds are the unit of evidence: the paired signed-rank test of n rounds cannot
@@ -169,19 +179,6 @@ DEFAULT_OUT = Path("reports") / "compare"
 ROUND_PROFILE = registry.Profile("interleaved", processes=1, values=1, warmups=1, min_time_s=0.05)
 SCRATCH_PREFIX = ".interleave-"
 _VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_INHERIT = "--inherit-environ="
-
-
-class Side(enum.StrEnum):
-    """Which side of the comparison: base is ``A``, candidate ``B`` in a round's order."""
-
-    BASE = "base"
-    CANDIDATE = "candidate"
-
-    @property
-    def letter(self) -> str:
-        """``A`` for base, ``B`` for candidate (as in the recorded order)."""
-        return "A" if self is Side.BASE else "B"
 
 
 class OrderMethod(enum.StrEnum):
@@ -252,38 +249,6 @@ class InterleaveResult:
 
 
 @dataclass(frozen=True, slots=True)
-class RoundJob:
-    """One workload of one side in one round: what to run and where its files go.
-
-    ``output`` is the pyperf JSON file to write, ``samples_dir`` an empty directory
-    for the samples, ``workdir`` a neutral working directory (the logs go there).
-    ``label`` and ``index`` are the job's progress line.
-    """
-
-    side: Side
-    checkout: Checkout
-    round_no: int
-    workload: str
-    output: Path
-    samples_dir: Path
-    workdir: Path
-    argv: tuple[str, ...]
-    env: Mapping[str, str]
-    label: str
-    index: int
-    progress: Progress
-
-
-@dataclass(frozen=True, slots=True)
-class RoundOutput:
-    """What one job left: its pyperf JSON file, its samples directory, its wall time."""
-
-    pyperf_json: Path
-    samples_dir: Path
-    elapsed_s: float
-
-
-@dataclass(frozen=True, slots=True)
 class RoundNote:
     """A round run again because other processes took the CPU during it."""
 
@@ -300,114 +265,10 @@ class RoundNote:
         return line
 
 
-RoundRunner = Callable[[RoundJob], RoundOutput]
 # Given what both sides measured so far, the rows still undecided (an MDE above the
 # threshold): ``--until-decided`` adds rounds while there are any.
 Decider = Callable[[Mapping["Side", "_Collected"]], list[str]]
 SidePreparer = Callable[[CheckoutRequest], contextlib.AbstractContextManager[Checkout]]
-
-
-# -- one round of one side ---------------------------------------------------------
-
-
-def side_command(
-    python: Path, workload: str, profile: registry.Profile, output: Path, inherit: Sequence[str]
-) -> list[str]:
-    """:func:`workloads.registry.command` run by ``python``, inheriting ``inherit`` too.
-
-    pyperf's workers see only the variables of its ``--inherit-environ`` list, so
-    every per-side variable must be named there or it never reaches the code.
-    Both sides get the same list: their command lines differ only by interpreter.
-    """
-    argv = registry.command(workload, profile, output)
-    argv[0] = str(python)
-    for index, argument in enumerate(argv):
-        if argument.startswith(_INHERIT):
-            names = [n for n in argument.removeprefix(_INHERIT).split(",") if n]
-            argv[index] = _INHERIT + ",".join(dict.fromkeys([*names, *inherit]))
-            break
-    else:
-        argv.append(_INHERIT + ",".join(dict.fromkeys([SAMPLES_DIR_ENV, PROFILE_ENV, *inherit])))
-    return argv
-
-
-def run_round(job: RoundJob) -> RoundOutput:
-    """The default runner: the job's pyperf command as a subprocess, from ``job.workdir``.
-
-    Failures are :class:`~harness.errors.WorkloadError`, a skip a
-    :class:`~harness.errors.WorkloadSkipped` (see
-    :func:`harness.measure.workload_process.run_workload_command`).
-    """
-    elapsed = run_workload_command(
-        job.argv,
-        job.label,
-        job.workdir / job.workload,
-        job.env,
-        job.progress,
-        job.index,
-        cwd=job.workdir,
-    )
-    return RoundOutput(job.output, job.samples_dir, elapsed)
-
-
-# -- merging -----------------------------------------------------------------------
-
-
-def rewrite_round_ids(
-    samples: Sequence[MetricSamples], round_no: int, side: Side
-) -> tuple[MetricSamples, ...]:
-    """``samples`` with each round id ``X`` become ``r<round_no>:<side>:X`` (the pairing key)."""
-    return tuple(
-        dataclasses.replace(sample, round=f"r{round_no}:{side}:{sample.round}")
-        for sample in samples
-    )
-
-
-def merge_rounds(workload: str, paths: Sequence[Path]) -> Any:
-    """One ``pyperf.BenchmarkSuite`` of ``paths`` (one file per round, in round order).
-
-    Each benchmark's ``k``-th run is round ``k``: a round's file must hold exactly
-    one run per benchmark, and every round the same benchmarks, else
-    :class:`~harness.errors.WorkloadError` (the pairing would be wrong).
-    """
-    merged: Any = None
-    names: list[str] = []
-    for round_no, path in enumerate(paths):
-        try:
-            suite = pyperf.BenchmarkSuite.load(str(path))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise WorkloadError(
-                f"workload {workload} left no readable pyperf results in round {round_no}: {exc}",
-                where=str(path),
-                expected="the pyperf JSON file its --output option names",
-            ) from None
-        round_names = sorted(str(bench.get_name()) for bench in suite)
-        for bench in suite:
-            if bench.get_nrun() != 1:
-                raise WorkloadError(
-                    f"workload {workload}, round {round_no}: benchmark {bench.get_name()!r} "
-                    f"has {bench.get_nrun()} runs",
-                    where=str(path),
-                    expected="one pyperf run per round (--processes=1)",
-                )
-        if merged is None:
-            merged, names = suite, round_names
-            continue
-        if round_names != names:
-            raise WorkloadError(
-                f"workload {workload}, round {round_no}: benchmarks {round_names}",
-                where=str(path),
-                expected=f"the benchmarks of round 0: {names}",
-            )
-        try:
-            merged.add_runs(suite)
-        except ValueError as exc:
-            raise WorkloadError(
-                f"workload {workload}, round {round_no}: {exc}", where=str(path)
-            ) from None
-    if merged is None:
-        raise WorkloadError(f"workload {workload} ran no round")
-    return merged
 
 
 # -- options -----------------------------------------------------------------------
@@ -566,7 +427,8 @@ def interleave(
     one job (default: a subprocess); both are injectable so that the orchestration
     is testable without either. Progress goes to ``progress`` (default: stderr),
     its elapsed times from ``clock``. ``profiler`` captures a side's profiles
-    (default :func:`capture_side_profiles`; :func:`no_profiles` captures none).
+    (default :func:`~harness.measure.sides.capture_side_profiles`;
+    :func:`~harness.measure.sides.no_profiles` captures none).
     """
     stream = sys.stderr if progress is None else progress
     _check_options(options)
@@ -618,7 +480,13 @@ def interleave(
             # The instruction pass runs before the first round (it never disturbs one):
             # --until-decided then counts a wall row its twin decides as decided.
             counted = (
-                _count_sides(plan, checkouts, counter or count_side_instructions, stream)
+                count_sides(
+                    scratch,
+                    plan.side_env,
+                    checkouts,
+                    counter or count_side_instructions,
+                    stream,
+                )
                 if options.instructions
                 else {side: Counted((), "not asked for (--no-instructions)") for side in Side}
             )
@@ -647,7 +515,9 @@ def interleave(
                 + "\n"
             )
             finished = datetime.now(UTC)
-            profiles = _profile_sides(plan, checkouts, profiler or capture_side_profiles, stream)
+            profiles = profile_sides(
+                scratch, plan.side_env, checkouts, profiler or capture_side_profiles, stream
+            )
             sides = {
                 side: _side_bundle(
                     side,
@@ -896,155 +766,3 @@ def _side_bundle(
         ),
     )
     return manifest, suite, samples
-
-
-# -- profiles ----------------------------------------------------------------------
-
-# A side's profile capture: its checkout, its variables, a scratch directory to run from.
-SideProfiler = Callable[[Checkout, Mapping[str, str], Path], Capture]
-
-
-def _outside_rounds_env(side_env: Mapping[str, str]) -> dict[str, str]:
-    """The environment of a side's pass outside the rounds (profiles, instructions).
-
-    Ours less what would make it run other code (:func:`clean_environ`) and less the
-    round variables (no samples are recorded), plus the side's own variables.
-    """
-    env = clean_environ(os.environ)
-    for name in (SAMPLES_DIR_ENV, PROFILE_ENV):
-        env.pop(name, None)
-    env.update(side_env)
-    return env
-
-
-def capture_side_profiles(
-    checkout: Checkout, side_env: Mapping[str, str], workdir: Path
-) -> Capture:
-    """The hot paths' profiles of one side, captured by its own interpreter and harness.
-
-    Run from ``workdir`` (neutral: the side's installed code runs, not ours), with
-    our environment less what would make it run other code
-    (:func:`~harness.measure.checkout.clean_environ`) plus the side's own variables,
-    so a planted slowdown measured on a side shows in its profile.
-    """
-    return capture_in(checkout.python, env=_outside_rounds_env(side_env), cwd=workdir)
-
-
-@dataclass(frozen=True, slots=True)
-class Counted:
-    """One side's instruction counts (samples of the ``instructions`` pseudo-workload).
-
-    ``note`` says why there are none; ``skip`` is the workload's SKIPPED line when
-    the machine lacks valgrind (recorded in the manifest as any skip is).
-    """
-
-    samples: tuple[MetricSamples, ...]
-    note: str = ""
-    skip: str = ""
-    elapsed_s: float = 0.0
-
-
-SideCounter = Callable[[Side, Checkout, Mapping[str, str], Path], Counted]
-INSTRUCTIONS_TIMEOUT_S = 1800.0
-
-
-def count_side_instructions(
-    side: Side, checkout: Checkout, side_env: Mapping[str, str], workdir: Path
-) -> Counted:
-    """The instruction clock of one side, counted by its own interpreter and code.
-
-    One pass a side (the counts repeat to the digit: no rounds needed), before the
-    first round, with the side's own variables (a planted AGENTBENCH_INJECT_CPU counts).
-    A side whose code has no instruction clock (an older commit) gets none, saying so.
-    """
-    env = _outside_rounds_env(side_env)
-    started = time.monotonic()
-    try:
-        done = subprocess.run(
-            [str(checkout.python), "-m", "workloads.instructions", "--json"],
-            cwd=workdir,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=INSTRUCTIONS_TIMEOUT_S,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        return Counted((), f"the instruction pass took over {INSTRUCTIONS_TIMEOUT_S:.0f} s")
-    except OSError as exc:
-        return Counted((), f"its interpreter did not start ({exc.strerror or exc})")
-    elapsed = time.monotonic() - started
-    last = (done.stderr.strip().splitlines() or [""])[-1]
-    if done.returncode == registry.SKIP_EXIT_STATUS:
-        line = registry.skip_line(registry.INSTRUCTIONS, last.removeprefix("instructions: "))
-        return Counted((), line, skip=line, elapsed_s=elapsed)
-    if done.returncode != 0 or not done.stdout.strip():
-        return Counted((), f"no instruction clock in this side's code ({last or 'no output'})")
-    try:
-        figures = json.loads(done.stdout.strip().splitlines()[-1])
-    except ValueError:
-        return Counted((), "its instruction pass printed no JSON")
-    round_id = f"instructions:{side}"
-    samples = tuple(
-        MetricSamples(
-            registry.INSTRUCTIONS,
-            str(metric),
-            round_id,
-            "instructions",
-            "instructions",
-            (float(v),),
-        )
-        for metric, v in figures.items()
-    )
-    return Counted(samples, elapsed_s=elapsed)
-
-
-def _count_sides(
-    plan: _Plan, checkouts: Mapping[Side, Checkout], counter: SideCounter, stream: TextIO
-) -> dict[Side, Counted]:
-    """Each side's instruction counts, before the first round (they never disturb one)."""
-    counted: dict[Side, Counted] = {}
-    for side in Side:
-        checkout = checkouts[side]
-        label = f"{side} ({checkout.ref} = {checkout.sha[:7]})"
-        stream.write(f"counting the instructions of {label} (cachegrind) ...\n")
-        stream.flush()
-        workdir = plan.scratch / "instructions" / str(side)
-        workdir.mkdir(parents=True, exist_ok=True)
-        counted[side] = counter(side, checkout, plan.side_env[side], workdir)
-        if counted[side].note:
-            stream.write(f"note: {label}: {counted[side].note}\n")
-    # One side counted and the other has no instruction clock (an older commit): the
-    # clock is left out of both bundles, as any workload one side cannot run, so the
-    # two bundles hold the same workloads and the rest is still compared.
-    lacking = [side for side in Side if not counted[side].samples and not counted[side].skip]
-    if lacking and any(counted[side].samples for side in Side):
-        reason = f"the {lacking[0]} side has none ({counted[lacking[0]].note}): not compared"
-        line = registry.skip_line(registry.INSTRUCTIONS, reason)
-        stream.write(f"note: instruction clock left out of both sides: {reason}\n")
-        counted = {side: Counted((), reason, skip=line) for side in Side}
-    return counted
-
-
-def no_profiles(checkout: Checkout, side_env: Mapping[str, str], workdir: Path) -> Capture:
-    """A :data:`SideProfiler` that captures nothing (a comparison without profiles)."""
-    return Capture((), "no profiles: not asked for")
-
-
-def _profile_sides(
-    plan: _Plan, checkouts: Mapping[Side, Checkout], profiler: SideProfiler, stream: TextIO
-) -> dict[Side, tuple[HotPathProfile, ...]]:
-    """Each side's profiles, base first, after every round (they never disturb one)."""
-    profiles: dict[Side, tuple[HotPathProfile, ...]] = {}
-    for side in Side:
-        checkout = checkouts[side]
-        label = f"{side} ({checkout.ref} = {checkout.sha[:7]})"
-        stream.write(f"profiling the hot paths of {label} ...\n")
-        stream.flush()
-        workdir = plan.scratch / "profiles" / str(side)
-        workdir.mkdir(parents=True, exist_ok=True)
-        capture = profiler(checkout, plan.side_env[side], workdir)
-        if capture.note:
-            stream.write(f"note: {label}: {capture.note}\n")
-        profiles[side] = capture.profiles
-    return profiles

@@ -29,16 +29,18 @@ from harness.measure.checkout import Checkout, CheckoutRequest, resolve_ref, wor
 from harness.measure.interleave import (
     InterleaveOptions,
     OrderMethod,
-    RoundJob,
-    RoundOutput,
-    Side,
-    merge_rounds,
     parse_assignments,
-    rewrite_round_ids,
     round_order,
-    side_command,
 )
 from harness.measure.load import LoadReading
+from harness.measure.round_job import (
+    RoundJob,
+    RoundOutput,
+    merge_rounds,
+    rewrite_round_ids,
+    side_command,
+)
+from harness.measure.sides import Counted, Side
 from workloads import registry
 from workloads.registry import WORKLOADS as real_registry
 from workloads.registry import WorkloadInfo, latency
@@ -347,9 +349,9 @@ def _options(repo: Path, tmp_path: Path, targets: Path, **overrides: object) -> 
     return InterleaveOptions(**values)  # type: ignore[arg-type]
 
 
-def no_counts(side: Side, checkout: Checkout, env: object, workdir: Path) -> il.Counted:
+def no_counts(side: Side, checkout: Checkout, env: object, workdir: Path) -> Counted:
     """No instruction clock: the fake sides have no cachegrind pass."""
-    return il.Counted((), "fake sides")
+    return Counted((), "fake sides")
 
 
 class ScriptedMeter:
@@ -769,14 +771,14 @@ def test_each_sides_instruction_counts_join_its_bundle(
     sides = FakeSides(frozenset({"fake", "trace_only"}))
     seen: list[tuple[Side, dict[str, str]]] = []
 
-    def counter(side: Side, checkout: Checkout, env: object, workdir: Path) -> il.Counted:
+    def counter(side: Side, checkout: Checkout, env: object, workdir: Path) -> Counted:
         seen.append((side, dict(env)))  # type: ignore[call-overload]
         value = 10_150.0 if side is Side.CANDIDATE else 10_000.0
         metric = "instructions_pool_item_c1"
         sample = MetricSamples(
             "instructions", metric, f"instructions:{side}", "instructions", "instructions", (value,)
         )
-        return il.Counted((sample,), elapsed_s=2.0)
+        return Counted((sample,), elapsed_s=2.0)
 
     options = _options(
         repo,
@@ -812,14 +814,14 @@ def test_a_side_without_an_instruction_clock_leaves_it_out_of_both_bundles(
     )
     sides = FakeSides(frozenset({"fake", "trace_only"}))
 
-    def counter(side: Side, checkout: Checkout, env: object, workdir: Path) -> il.Counted:
+    def counter(side: Side, checkout: Checkout, env: object, workdir: Path) -> Counted:
         if side is Side.BASE:  # an older commit: no workloads.instructions
-            return il.Counted((), "no instruction clock in this side's code (No module named x)")
+            return Counted((), "no instruction clock in this side's code (No module named x)")
         sample = MetricSamples(
             "instructions", "instructions_pool_item_c1", "instructions:candidate",
             "instructions", "instructions", (10_000.0,),
         )  # fmt: skip
-        return il.Counted((sample,), elapsed_s=2.0)
+        return Counted((sample,), elapsed_s=2.0)
 
     progress = io.StringIO()
     result = il.interleave(

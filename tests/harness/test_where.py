@@ -37,6 +37,7 @@ from harness.judge.where import (
 from harness.measure import interleave as il
 from harness.measure.checkout import Checkout
 from harness.measure.profiles import Capture, HotPath, capture_in, profile_hot_paths
+from harness.measure.sides import no_profiles
 from workloads import registry
 from workloads.registry import Better
 
@@ -572,6 +573,6 @@ def test_interleave_stores_each_sides_profiles_and_notes_a_side_without(
         prepare=sides.prepare,
         runner=sides.run,
         meter=ScriptedMeter(),  # type: ignore[arg-type]
-        profiler=il.no_profiles,
+        profiler=no_profiles,
     )
     assert load_bundle(quiet.candidate_bundle).profiles == ()
