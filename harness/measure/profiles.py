@@ -1,18 +1,9 @@
 """pyinstrument profiles of the hot paths, captured by ``harness run`` into its bundle.
 
-Each hot path runs once, as its workload runs it (same trace, mode and
-concurrency), under a pyinstrument profiler:
-
-* ``scheduler``: the pooled scheduler on kernel-small (``run_kernel``), trace
-  durations scaled to zero, so the profile shows the runtime's own CPU cost
-  rather than the simulated tool work it would otherwise mostly wait on;
-* ``mcp_hooks``: the MCP adapter with cached pre/post hooks on the first calls
-  of mcp-tools (``run_mcp``), tool work scaled to zero as in ``hook_latency``;
-* ``pool``: the ordered pool committing no-op items at concurrency 16, as in
-  ``pool_overhead``;
-* ``scheduler_legacy`` and ``mcp_hooks_legacy``: the first two in legacy mode, on
-  a prefix of their input (:data:`LEGACY_TASKS`, :data:`LEGACY_CALLS`), for the
-  report's legacy/pooled pairs.
+Each hot path (:data:`workloads.hot_paths.PATHS`: the pooled scheduler, the MCP
+hooks, the pool, and the first two in legacy mode) runs once, as its workload
+runs it, under a pyinstrument profiler. The workloads own what a path runs (its
+trace, mode, concurrency, prefix); this module knows only the paths' names.
 
 They are taken in the checkout being measured (``harness interleave``: in each
 side's environment, after its rounds), so the report (a pure reader of bundles)
@@ -30,13 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import importlib
-import itertools
 import json
 import re
 import subprocess
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +35,7 @@ from pyinstrument import Profiler
 from pyinstrument.renderers import HTMLRenderer
 
 from harness.bundle.files import PROFILE_TREE_MAX_BYTES, HotPathProfile
+from workloads import hot_paths
 
 __all__ = [
     "Capture",
@@ -77,103 +67,12 @@ class HotPath(enum.StrEnum):
     @property
     def pooled(self) -> HotPath:
         """The pooled path a legacy one is the counterpart of (itself when pooled)."""
-        return HotPath(self.value.removesuffix(LEGACY_SUFFIX))
+        return HotPath(self.value.removesuffix(hot_paths.LEGACY_SUFFIX))
 
 
 def html_is_offline(html: str) -> bool:
     """Whether an HTML page loads nothing from the network (no external src/href/url/@import)."""
     return _EXTERNAL.search(html) is None
-
-
-async def _scheduler(mode_name: str = "pooled", tasks: int | None = None) -> int:
-    from reference_impl.mode import Mode
-    from workloads import scheduler_latency
-    from workloads._traces import load_records
-    from workloads.drivers import Setting, run_kernel
-
-    records = load_records(scheduler_latency.TRACE)[:tasks]
-    setting = Setting(Mode(mode_name), scheduler_latency.CONCURRENCY, time_scale=0.0)
-    # inject_slowdown as the workload has it ($AGENTBENCH_INJECT_SLOWDOWN, off when
-    # unset): a side measured with the planted slowdown is profiled with it too.
-    await run_kernel(records, setting)
-    return len(records)
-
-
-async def _mcp_hooks(mode_name: str = "pooled", calls: int | None = None) -> int:
-    from reference_impl.mode import Mode
-    from workloads import hook_latency
-    from workloads._traces import load_records
-    from workloads.drivers import Setting, run_mcp
-
-    wanted = hook_latency.CALLS if calls is None else calls
-    records = list(itertools.islice(load_records(hook_latency.TRACE), wanted + 1))
-    await run_mcp(records, Setting(Mode(mode_name), hook_latency.CONCURRENCY, time_scale=0.0))
-    return len(records) - 1  # the first record is the adapter's configuration
-
-
-async def _pool() -> int:
-    from workloads import pool_overhead
-
-    async def noop() -> int:
-        return 1
-
-    await pool_overhead.ordered_pool(pool_overhead.NOOP_ITEMS, 16, noop)
-    return pool_overhead.NOOP_ITEMS
-
-
-# The legacy paths run a prefix of the pooled paths' input: whole, they would add
-# about 7 s to every run (legacy is sequential and rebuilds its hooks per call);
-# these prefixes add about 1.5 s. Their trees record their work, so a reader
-# compares them per task or call (harness.judge.where).
-LEGACY_SUFFIX = "_legacy"
-LEGACY_TASKS = 25
-LEGACY_CALLS = 12
-
-_PATHS: dict[HotPath, tuple[str, str, Callable[[], Coroutine[Any, Any, int]]]] = {
-    HotPath.SCHEDULER: (
-        "Pooled scheduler, kernel-small, concurrency 8, trace durations scaled to 0 "
-        "(run_kernel, as scheduler_latency)",
-        "task",
-        _scheduler,
-    ),
-    HotPath.MCP_HOOKS: (
-        "MCP adapter, cached pre/post hooks, first 96 calls of mcp-tools, concurrency 16, "
-        "tool work scaled to 0 (run_mcp, as hook_latency)",
-        "call",
-        _mcp_hooks,
-    ),
-    HotPath.POOL: (
-        "Ordered pool, 20 000 no-op items at concurrency 16 (as pool_overhead)",
-        "item",
-        _pool,
-    ),
-    HotPath.SCHEDULER_LEGACY: (
-        f"Legacy scheduler (one task at a time), first {LEGACY_TASKS} tasks of kernel-small, "
-        "trace durations scaled to 0 (run_kernel)",
-        "task",
-        lambda: _scheduler("legacy", LEGACY_TASKS),
-    ),
-    HotPath.MCP_HOOKS_LEGACY: (
-        f"Legacy MCP adapter (hooks rebuilt on every call), first {LEGACY_CALLS} calls of "
-        "mcp-tools, tool work scaled to 0 (run_mcp)",
-        "call",
-        lambda: _mcp_hooks("legacy", LEGACY_CALLS),
-    ),
-}
-
-
-def _prepare(path: HotPath) -> None:
-    """Load what the path reads before profiling, so the profile shows the run, not I/O."""
-    from workloads import hook_latency, scheduler_latency
-    from workloads._traces import load_records
-
-    if path.pooled is HotPath.SCHEDULER:
-        load_records(scheduler_latency.TRACE)
-    elif path.pooled is HotPath.MCP_HOOKS:
-        load_records(hook_latency.TRACE)
-    elif path is HotPath.POOL:
-        # Its imports (aiometer, anyio) are a quarter of the profile when left to the run.
-        importlib.import_module("workloads.pool_overhead")
 
 
 def call_tree(frame: Any, *, floor: float = TREE_FLOOR) -> dict[str, Any]:
@@ -201,13 +100,13 @@ def profile_hot_paths(paths: Sequence[HotPath] = tuple(HotPath)) -> tuple[HotPat
     """Profile each of ``paths`` once, in this process, in the order given."""
     profiles = []
     for path in paths:
-        description, work_unit, coroutine = _PATHS[path]
-        _prepare(path)
+        hot_path = hot_paths.PATHS[path.value]
+        hot_path.prepare()
         profiler = Profiler(interval=INTERVAL_S, async_mode="enabled")
         start = time.perf_counter()
         profiler.start()
         try:
-            work = asyncio.run(coroutine())
+            work = asyncio.run(hot_path.run())
         finally:
             profiler.stop()
         duration_s = time.perf_counter() - start
@@ -221,11 +120,11 @@ def profile_hot_paths(paths: Sequence[HotPath] = tuple(HotPath)) -> tuple[HotPat
         text = profiler.output_text(unicode=True, color=False, show_all=False)
         session = profiler.last_session
         root = call_tree(session.root_frame()) if session is not None else {}
-        tree = json.dumps({**root, "work": work, "work_unit": work_unit}) if root else ""
+        tree = json.dumps({**root, "work": work, "work_unit": hot_path.work_unit}) if root else ""
         profiles.append(
             HotPathProfile(
                 path=path.value,
-                description=description,
+                description=hot_path.description,
                 duration_s=duration_s,
                 text=text.strip("\n"),
                 note=note,
