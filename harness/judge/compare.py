@@ -50,8 +50,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import numpy as np
 
+from harness.bundle import comparison as contract
 from harness.bundle.environment import Environment
 from harness.bundle.files import Bundle, DeterminismStatus, load_bundle
 from harness.bundle.verdicts import (
@@ -90,7 +92,7 @@ __all__ = [
 # 1: schema, verdict, method, fdr_q, threshold, paired, base, candidate, warnings,
 #    calibration, rows (workload ... direction, plus paired, scale, noise_source, error;
 #    later note, the row beside its instruction twin: an added key, readers default it).
-JSON_SCHEMA = 1
+JSON_SCHEMA = contract.SCHEMA_VERSION
 # A metric with at least this many values in a typical round is a per-operation
 # distribution: compared on its p50, p95 and p99.
 LATENCY_MIN_VALUES = 5
@@ -272,34 +274,39 @@ class Row:
 
     def as_json(self) -> dict[str, Any]:
         """The row as JSON data (infinities as null)."""
+        data: dict[str, Any] = msgspec.to_builtins(self.to_contract())
+        return data
+
+    def to_contract(self) -> contract.ComparisonRow:
+        """The row as the comparison JSON declares it (:mod:`harness.bundle.comparison`)."""
 
         def finite(value: float | None) -> float | None:
             return value if value is not None and math.isfinite(value) else None
 
-        return {
-            "workload": self.workload,
-            "metric": self.metric,
-            "statistic": self.statistic,
-            "unit": self.unit,
-            "clock": self.clock,
-            "rounds": self.rounds,
-            "ratio": finite(self.ratio),
-            "ci_low": finite(self.ci_low),
-            "ci_high": finite(self.ci_high),
-            "p_raw": finite(self.p_raw),
-            "p_adjusted": finite(self.p_adjusted),
-            "noise": finite(self.noise),
-            "mde": finite(self.mde),
-            "rounds_needed": self.rounds_needed,
-            "threshold": self.threshold,
-            "verdict": self.verdict.value,
-            "direction": self.direction.value,
-            "paired": self.paired,
-            "scale": self.scale,
-            "noise_source": self.noise_source,
-            "error": self.error,
-            "note": self.note,
-        }
+        return contract.ComparisonRow(
+            workload=self.workload,
+            metric=self.metric,
+            statistic=self.statistic,
+            unit=self.unit,
+            clock=self.clock,
+            rounds=self.rounds,
+            ratio=finite(self.ratio),
+            ci_low=finite(self.ci_low),
+            ci_high=finite(self.ci_high),
+            p_raw=finite(self.p_raw),
+            p_adjusted=finite(self.p_adjusted),
+            noise=finite(self.noise),
+            mde=finite(self.mde),
+            rounds_needed=self.rounds_needed,
+            threshold=self.threshold,
+            verdict=self.verdict.value,
+            direction=self.direction.value,
+            paired=self.paired,
+            scale=self.scale,
+            noise_source=self.noise_source,
+            error=self.error,
+            note=self.note,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,21 +342,24 @@ class Comparison:
                 "rounds": self.calibration.rounds,
                 "rows_used": sum(row.noise_source != "this comparison" for row in self.rows),
             }
-        return {
-            "schema": JSON_SCHEMA,
-            "verdict": self.verdict.value,
-            "method": self.method,
-            "fdr_q": self.fdr_q,
-            "threshold": self.threshold,
-            "paired": self.paired,
-            "base": {"run_id": self.base.run_id, "path": self.base.path},
-            "candidate": {"run_id": self.candidate.run_id, "path": self.candidate.path},
-            "warnings": list(self.warnings),
-            "calibration": calibration,
-            "tests": self.tests,
-            "reasons": list(self.reasons),
-            "rows": [row.as_json() for row in self.rows],
-        }
+        data: dict[str, Any] = msgspec.to_builtins(
+            contract.Comparison(
+                schema=JSON_SCHEMA,
+                verdict=self.verdict.value,
+                method=self.method,
+                fdr_q=self.fdr_q,
+                threshold=self.threshold,
+                paired=self.paired,
+                base=contract.ComparisonSide(self.base.run_id, self.base.path),
+                candidate=contract.ComparisonSide(self.candidate.run_id, self.candidate.path),
+                warnings=list(self.warnings),
+                calibration=calibration,
+                tests=self.tests,
+                reasons=list(self.reasons),
+                rows=[row.to_contract() for row in self.rows],
+            )
+        )
+        return data
 
 
 def describe(workload: str, metric: str) -> registry.Metric:

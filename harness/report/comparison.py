@@ -1,15 +1,8 @@
 """The report's comparison section: read a comparison (JSON file or two bundles), lay it out.
 
 The comparison itself is computed by :mod:`harness.judge.compare` (``harness compare``);
-this module only reads its output, whose JSON (``Comparison.as_json()``, schema 1) is
-the contract between the two::
-
-    {"schema": 1, "verdict", "method", "fdr_q", "threshold", "paired",
-     "base": {"run_id", "path"}, "candidate": {...}, "warnings": [...],
-     "calibration": {...} | null,
-     "rows": [{"workload", "metric", "statistic", "unit", "clock", "rounds", "ratio",
-               "ci_low", "ci_high", "p_raw", "p_adjusted", "noise", "mde",
-               "rounds_needed", "threshold", "verdict", "direction"}]}
+this module only reads its output, whose JSON (schema 1) is the contract between the
+two, declared once in :mod:`harness.bundle.comparison` (both sides use its structs).
 
 Guarantees:
 
@@ -27,7 +20,7 @@ Guarantees:
   carry, the functions whose own time changed most and a differential flame
   graph. Profiles that are missing or unreadable are said in words, never fatal.
 
-Why one module: it is one section, from the JSON contract above to its display records, read
+Why one module: it is one section, from the comparison JSON to its display records, read
 by one caller (:mod:`harness.report.html`); the rows and the "where" blocks they link to follow
 the same private reading order (``_reading_order``, :data:`VERDICT_ORDER`), which a split
 would make two modules import.
@@ -40,10 +33,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import msgspec
 
+from harness.bundle.comparison import SCHEMA_VERSION, Comparison, ComparisonRow
 from harness.bundle.files import Bundle, HotPathProfile
 from harness.errors import BundleError, HarnessError
 from harness.judge.compare import compare_bundles
@@ -70,55 +63,7 @@ __all__ = [
     "load_comparison",
 ]
 
-SCHEMA_VERSION = 1
 _EXPECTED = "a comparison JSON of schema 1 (written by `harness compare --json`)"
-
-
-class ComparisonSide(msgspec.Struct, frozen=True):
-    """One side of a comparison: its run id and its bundle's path."""
-
-    run_id: str
-    path: str = ""
-
-
-class ComparisonRow(msgspec.Struct, frozen=True):
-    """One workload metric compared: ratio candidate/base, its interval, its verdict."""
-
-    workload: str
-    metric: str
-    verdict: str
-    ratio: float | None = None
-    ci_low: float | None = None
-    ci_high: float | None = None
-    statistic: str = ""
-    unit: str = ""
-    clock: str = ""
-    rounds: int | None = None
-    p_raw: float | None = None
-    p_adjusted: float | None = None
-    noise: float | None = None
-    mde: float | None = None
-    rounds_needed: int | None = None
-    threshold: float | None = None
-    direction: str = ""
-    error: str | None = None
-    note: str = ""  # the row beside its instruction twin (harness.judge.twins)
-
-
-class Comparison(msgspec.Struct, frozen=True):
-    """A whole comparison as ``harness compare --json`` writes it."""
-
-    schema: int
-    verdict: str
-    method: str
-    base: ComparisonSide
-    candidate: ComparisonSide
-    rows: list[ComparisonRow]
-    fdr_q: float | None = None
-    threshold: float | None = None
-    paired: bool = False
-    warnings: list[str] = msgspec.field(default_factory=list)
-    calibration: dict[str, Any] | None = None
 
 
 class ComparisonState(enum.StrEnum):

@@ -14,6 +14,7 @@ import msgspec
 import numpy as np
 import pytest
 
+from harness.bundle import comparison as contract
 from harness.bundle.environment import Environment
 from harness.bundle.files import (
     Bundle,
@@ -627,6 +628,9 @@ def test_the_json_carries_the_schema_the_report_reads(tmp_path: Path) -> None:
     }  # fmt: skip
     assert all(row_keys <= set(row) for row in data["rows"])
     assert data["verdict"] == "regression"
+    # The report reads it back through the same declared shape, losing nothing.
+    read = msgspec.convert(data, contract.Comparison)
+    assert msgspec.to_builtins(read) == data
 
 
 def test_markdown_puts_the_verdict_first_and_folds_the_details(tmp_path: Path) -> None:
