@@ -38,6 +38,12 @@ start), *run time* and *commit wait* (done, but waiting for an earlier job: the
 head-of-line cost of ordering), two clock reads a job. Totals and maxima are kept
 in :class:`PoolStatistics` (0 in an untimed pool); per-job :class:`ItemTiming`
 rows only with ``record_timings=True`` (they cost memory, one row per job).
+
+Why one module: the pool and its run state are one mechanism. ``_Run`` is the
+private state of one :meth:`OrderedPool.run`, whose fast path is correct only
+because of invariants the slow path keeps (a fail-fast failure stays pending; the
+run-ahead bound is checked before a worker's first job and after every job off the
+fast path), and :meth:`OrderedPool.statistics` reads its levels off that state.
 """
 
 from __future__ import annotations

@@ -22,19 +22,9 @@ runtime ever calling the SDK per item:
   histograms) and the Prometheus endpoint (a collector serving them as
   ``HistogramMetricFamily``).
 
-Guarantees of the histograms:
-
-* every recorded value is counted exactly once by every reader: a histogram's
-  count equals the number of values recorded, bucket by bucket (upper bounds
-  inclusive, as in OpenTelemetry and Prometheus's ``le``);
-* a cumulative reader's point is the whole run so far; a delta reader's point
-  is exactly what was recorded since that reader's previous collection (a series
-  with nothing new has no delta point), its start time being that collection's
-  time;
-* readers are independent: a delta OTLP export does not empty what the
-  in-memory reader of the same :class:`Telemetry` will report;
-* ``sum`` is the float sum of the values in the order recorded, per collection
-  interval.
+The exact histograms are :mod:`reference_impl.histograms`; its docstring states their
+guarantees (every value counted exactly once by every reader, cumulative and delta
+readers, readers independent of one another).
 
 Names follow ``component.object.measure``; durations are seconds with explicit
 bucket boundaries from 100 µs to one hour (the SDK's defaults suit
@@ -49,53 +39,50 @@ The standard ``OTEL_*`` variables (``OTEL_METRICS_EXPORTER``,
 ``OTEL_EXPORTER_OTLP_ENDPOINT``, ``OTEL_EXPORTER_OTLP_PROTOCOL``,
 ``OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE``,
 ``OTEL_METRIC_EXPORT_INTERVAL``, ``OTEL_EXPORTER_PROMETHEUS_HOST``/``PORT``,
-``OTEL_SERVICE_NAME``) are honoured when no argument overrides them.
+``OTEL_SERVICE_NAME``) are honoured when no argument overrides them
+(:mod:`reference_impl.telemetry_config`; the histograms' own machinery and guarantees
+are :mod:`reference_impl.histograms`).
+
+Why one module: what stays is the catalogue of every instrument (names, units,
+descriptions: what the dashboards and their tests read), the one class that creates
+them from it and wires the readers, and the sources its observable callbacks read,
+each a few lines over one component's ``statistics()``. The catalogue and the class
+change together whenever an instrument is added.
 """
 
 from __future__ import annotations
 
-import enum
 import functools
-import itertools
-import logging
-import math
-import os
-import re
 import threading
-import time
-from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry import metrics as otel_metrics
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from opentelemetry.sdk.metrics import (
-    Counter,
     MeterProvider,
-    ObservableCounter,
-    ObservableGauge,
-    ObservableUpDownCounter,
-    UpDownCounter,
 )
-from opentelemetry.sdk.metrics import Histogram as HistogramInstrument
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
-    Histogram,
-    HistogramDataPoint,
     InMemoryMetricReader,
-    Metric,
     MetricExporter,
     MetricReader,
-    MetricsData,
-    ResourceMetrics,
-    ScopeMetrics,
 )
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from prometheus_client.core import HistogramMetricFamily
 
 from reference_impl.errors import ConfigError
+from reference_impl.histograms import (
+    SCOPE_NAME,
+    DisabledSeries,
+    ExactExportingReader,
+    HistogramSeries,
+    HistogramStore,
+    HistogramView,
+    PrometheusHistograms,
+    with_histograms,
+)
+from reference_impl.telemetry_config import OTLP_EXPORTERS, Exporter, TelemetryConfig, Temporality
 
 __all__ = [
     "COUNTERS",
@@ -117,11 +104,6 @@ __all__ = [
     "prp_source",
     "scheduler_source",
 ]
-
-_LOG = logging.getLogger(__name__)
-
-# The instrumentation scope of every instrument (Prometheus: otel_scope_name).
-SCOPE_NAME = "agentbench.reference_impl"
 
 # Bucket boundaries for every duration histogram, in seconds: 100 µs .. 1 h.
 DURATION_BUCKETS_S: tuple[float, ...] = (
@@ -191,156 +173,6 @@ GAUGES: Mapping[str, tuple[str, str]] = {
 }
 
 
-class Exporter(enum.Enum):
-    """Where metrics go."""
-
-    NONE = "none"
-    MEMORY = "memory"
-    OTLP_HTTP = "otlp-http"
-    OTLP_GRPC = "otlp-grpc"
-    PROMETHEUS = "prometheus"
-
-
-class Temporality(enum.Enum):
-    """How successive exports relate: the values of the standard preference variable.
-
-    ``CUMULATIVE`` exports running totals; ``DELTA`` exports what is new since the
-    previous export; ``LOWMEMORY`` is delta for counters and histograms but cumulative
-    for observable counters (the OpenTelemetry specification's three choices).
-    """
-
-    CUMULATIVE = "cumulative"
-    DELTA = "delta"
-    LOWMEMORY = "lowmemory"
-
-    @property
-    def histograms(self) -> AggregationTemporality:
-        """The temporality of every histogram under this choice."""
-        if self is Temporality.CUMULATIVE:
-            return AggregationTemporality.CUMULATIVE
-        return AggregationTemporality.DELTA
-
-    def by_instrument(self) -> dict[type, AggregationTemporality]:
-        """The SDK's per-instrument preference for this choice (the OTLP exporters' table)."""
-        delta, cumulative = AggregationTemporality.DELTA, AggregationTemporality.CUMULATIVE
-        counters = cumulative if self is Temporality.CUMULATIVE else delta
-        return {
-            Counter: counters,
-            UpDownCounter: cumulative,
-            HistogramInstrument: self.histograms,
-            ObservableCounter: delta if self is Temporality.DELTA else cumulative,
-            ObservableUpDownCounter: cumulative,
-            ObservableGauge: cumulative,
-        }
-
-
-_TEMPORALITY_VARIABLE = "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE"
-_OTLP = (Exporter.OTLP_HTTP, Exporter.OTLP_GRPC)
-# The export period when neither the configuration nor OTEL_METRIC_EXPORT_INTERVAL sets one.
-_DEFAULT_EXPORT_INTERVAL_S = 60.0
-
-
-def _temporality_from_env(env: Mapping[str, str]) -> Temporality | None:
-    text = env.get(_TEMPORALITY_VARIABLE, "").strip().lower()
-    if not text:
-        return None
-    try:
-        return Temporality(text)
-    except ValueError:
-        raise ConfigError(
-            _TEMPORALITY_VARIABLE,
-            f"unknown temporality {text!r}; expected cumulative, delta or lowmemory",
-        ) from None
-
-
-def _interval_from_env(env: Mapping[str, str]) -> float | None:
-    interval = env.get("OTEL_METRIC_EXPORT_INTERVAL")
-    try:
-        return float(interval) / 1000.0 if interval else None
-    except ValueError:
-        raise ConfigError(
-            "OTEL_METRIC_EXPORT_INTERVAL", f"{interval!r} is not a number of milliseconds"
-        ) from None
-
-
-@dataclass(frozen=True, slots=True)
-class TelemetryConfig:
-    """How to export. ``None`` fields are taken from the ``OTEL_*`` environment.
-
-    ``temporality`` None means: delta for OTLP unless
-    ``OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`` says otherwise; cumulative
-    for the in-memory reader; Prometheus is always cumulative (it pulls totals).
-    """
-
-    exporter: Exporter = Exporter.MEMORY
-    endpoint: str | None = None
-    prometheus_host: str = "127.0.0.1"
-    prometheus_port: int = 9464
-    export_interval_s: float | None = None
-    service_name: str = "agentbench-reference"
-    temporality: Temporality | None = None
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> TelemetryConfig:
-        """The configuration the standard ``OTEL_*`` variables describe (memory by default)."""
-        env = os.environ if env is None else env
-        name = env.get("OTEL_METRICS_EXPORTER", "").strip().lower()
-        protocol = env.get("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf").strip().lower()
-        if name in ("", "memory"):
-            exporter = Exporter.MEMORY
-            if env.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
-                exporter = Exporter.OTLP_GRPC if protocol == "grpc" else Exporter.OTLP_HTTP
-        elif name == "otlp":
-            exporter = Exporter.OTLP_GRPC if protocol == "grpc" else Exporter.OTLP_HTTP
-        elif name in ("none", "prometheus", "otlp-http", "otlp-grpc"):
-            exporter = Exporter(name)
-        else:
-            raise ConfigError(
-                "OTEL_METRICS_EXPORTER",
-                f"unknown exporter {name!r}; expected otlp, prometheus, memory or none",
-            )
-        interval_s = _interval_from_env(env)
-        port = env.get("OTEL_EXPORTER_PROMETHEUS_PORT", "9464")
-        if not port.isdigit() or not 0 <= int(port) <= 65535:
-            raise ConfigError("OTEL_EXPORTER_PROMETHEUS_PORT", f"{port!r} is not a port number")
-        return cls(
-            exporter=exporter,
-            endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or None,
-            prometheus_host=env.get("OTEL_EXPORTER_PROMETHEUS_HOST", "127.0.0.1"),
-            prometheus_port=int(port),
-            export_interval_s=interval_s,
-            service_name=env.get("OTEL_SERVICE_NAME", "agentbench-reference"),
-            temporality=_temporality_from_env(env) if exporter in _OTLP else None,
-        )
-
-    def resolved_temporality(self) -> Temporality:
-        """The temporality of this configuration's main reader (``None`` resolved)."""
-        if self.exporter is Exporter.PROMETHEUS:
-            if self.temporality is not None and self.temporality is not Temporality.CUMULATIVE:
-                raise ConfigError(
-                    "TelemetryConfig.temporality",
-                    f"{self.temporality.value} with the Prometheus exporter; expected "
-                    "cumulative or None (Prometheus pulls running totals)",
-                )
-            return Temporality.CUMULATIVE
-        if self.temporality is not None:
-            return self.temporality
-        if self.exporter in _OTLP:
-            return _temporality_from_env(os.environ) or Temporality.DELTA
-        return Temporality.CUMULATIVE
-
-    def resolved_export_interval_s(self) -> float:
-        """The OTLP export period in seconds (``None`` resolved; ``inf``: only on flush)."""
-        interval_s = self.export_interval_s
-        if interval_s is None:
-            interval_s = _interval_from_env(os.environ) or _DEFAULT_EXPORT_INTERVAL_S
-        if not interval_s > 0:
-            raise ConfigError(
-                "TelemetryConfig.export_interval_s", f"{interval_s!r}; expected seconds > 0"
-            )
-        return interval_s
-
-
 @dataclass(frozen=True, slots=True)
 class Reading:
     """One observed value of an observable instrument, with its attributes."""
@@ -385,335 +217,6 @@ class MetricPoint:
         return data
 
 
-# --- exact histograms -------------------------------------------------------------------
-
-# A series: the instrument's name and its attributes, sorted.
-_SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
-
-
-@dataclass(frozen=True, slots=True)
-class _Tally:
-    """What one series counted over some span: per-bucket counts, count, sum, min, max."""
-
-    bucket_counts: tuple[int, ...]
-    count: int
-    sum: float
-    min: float
-    max: float
-
-    def __add__(self, later: _Tally) -> _Tally:
-        return _Tally(
-            tuple(a + b for a, b in zip(self.bucket_counts, later.bucket_counts, strict=True)),
-            self.count + later.count,
-            self.sum + later.sum,
-            min(self.min, later.min),
-            max(self.max, later.max),
-        )
-
-
-class HistogramSeries:
-    """One histogram series (an instrument and one set of attributes): the hot path's handle.
-
-    :meth:`record` and :meth:`record_many` count every value (seconds) into plain local
-    buckets: a bisect into the explicit bounds (upper bounds inclusive), the sum, min and
-    max. No SDK call and no allocation; the series' lock is contended only while a
-    collection takes what was counted, so no value is lost or counted twice.
-    Get one from :meth:`Telemetry.histogram`.
-    """
-
-    __slots__ = ("_bounds", "_counts", "_lock", "_max", "_min", "_sum", "attributes", "name")
-
-    def __init__(self, name: str, attributes: Mapping[str, str], bounds: tuple[float, ...]) -> None:
-        self.name = name
-        self.attributes: Mapping[str, str] = dict(attributes)
-        self._bounds = bounds
-        self._lock = threading.Lock()
-        self._counts = [0] * (len(bounds) + 1)
-        self._sum = 0.0
-        self._min = math.inf
-        self._max = -math.inf
-
-    def record(self, value_s: float) -> None:
-        """Count one value."""
-        with self._lock:
-            self._counts[bisect_left(self._bounds, value_s)] += 1
-            self._sum += value_s
-            if value_s < self._min:
-                self._min = value_s
-            if value_s > self._max:
-                self._max = value_s
-
-    def record_many(self, values_s: Sequence[float]) -> int:
-        """Count every value of a batch; how many were counted (all of them)."""
-        if not values_s:
-            return 0
-        bounds = self._bounds
-        with self._lock:
-            counts = self._counts
-            total = self._sum
-            for value in values_s:
-                counts[bisect_left(bounds, value)] += 1
-                total += value
-            self._sum = total
-            self._min = min(self._min, min(values_s))
-            self._max = max(self._max, max(values_s))
-        return len(values_s)
-
-    def _drain(self) -> _Tally | None:
-        """What was counted since the last drain (None: nothing); the series starts afresh."""
-        with self._lock:
-            count = sum(self._counts)
-            if not count:
-                return None
-            tally = _Tally(tuple(self._counts), count, self._sum, self._min, self._max)
-            self._counts = [0] * len(self._counts)
-            self._sum, self._min, self._max = 0.0, math.inf, -math.inf
-        return tally
-
-
-class _DisabledSeries(HistogramSeries):
-    """Telemetry off: values are dropped, as the no-op API drops them."""
-
-    __slots__ = ()
-
-    def record(self, value_s: float) -> None:
-        del value_s
-
-    def record_many(self, values_s: Sequence[float]) -> int:
-        del values_s
-        return 0
-
-
-@dataclass(slots=True)
-class _HistogramView:
-    """What one reader has been handed: running totals, or what is new since its last take."""
-
-    temporality: AggregationTemporality
-    start_ns: int
-    tallies: dict[_SeriesKey, _Tally] = field(default_factory=dict)
-
-    def add(self, key: _SeriesKey, tally: _Tally) -> None:
-        earlier = self.tallies.get(key)
-        self.tallies[key] = tally if earlier is None else earlier + tally
-
-
-class _HistogramStore:
-    """Every histogram series, and one view of them per reader.
-
-    A collection drains every series once and adds what it found to *every* view, so
-    readers never take values from one another: a delta OTLP export leaves the
-    cumulative in-memory view whole.
-    """
-
-    def __init__(self, bounds: tuple[float, ...]) -> None:
-        self.bounds = bounds
-        self._series: dict[_SeriesKey, HistogramSeries] = {}
-        self._views: list[_HistogramView] = []
-        self._lock = threading.Lock()
-
-    def series(self, name: str, attributes: Mapping[str, str]) -> HistogramSeries:
-        key = (name, tuple(sorted(attributes.items())))
-        series = self._series.get(key)
-        if series is None:
-            with self._lock:
-                series = self._series.setdefault(
-                    key, HistogramSeries(name, attributes, self.bounds)
-                )
-        return series
-
-    def view(self, temporality: AggregationTemporality) -> _HistogramView:
-        """A new reader's view; it sees what is recorded from now on."""
-        with self._lock:
-            view = _HistogramView(temporality, time.time_ns())
-            self._views.append(view)
-        return view
-
-    def take(self, view: _HistogramView) -> list[Metric]:
-        """The histograms ``view``'s reader exports now, as the SDK's data classes."""
-        with self._lock:
-            for key, series in list(self._series.items()):
-                tally = series._drain()
-                if tally is not None:
-                    for each in self._views:
-                        each.add(key, tally)
-            now_ns = time.time_ns()
-            points: dict[str, list[HistogramDataPoint]] = {}
-            for (name, attributes), tally in sorted(view.tallies.items()):
-                points.setdefault(name, []).append(
-                    HistogramDataPoint(
-                        attributes=dict(attributes),
-                        start_time_unix_nano=view.start_ns,
-                        time_unix_nano=now_ns,
-                        count=tally.count,
-                        sum=tally.sum,
-                        bucket_counts=list(tally.bucket_counts),
-                        explicit_bounds=list(self.bounds),
-                        min=tally.min,
-                        max=tally.max,
-                    )
-                )
-            if view.temporality is AggregationTemporality.DELTA:
-                view.tallies.clear()
-                view.start_ns = now_ns
-        return [
-            Metric(
-                name=name,
-                description=HISTOGRAMS[name],
-                unit="s",
-                data=Histogram(data_points=data_points, aggregation_temporality=view.temporality),
-            )
-            for name, data_points in points.items()
-        ]
-
-
-def _with_histograms(
-    data: MetricsData | None, histograms: Sequence[Metric], resource: Resource
-) -> MetricsData | None:
-    """``data`` with ``histograms`` added to this runtime's scope (made when absent)."""
-    if not histograms:
-        return data
-    if data is None or not data.resource_metrics:
-        scope = ScopeMetrics(InstrumentationScope(SCOPE_NAME), list(histograms), "")
-        return MetricsData([ResourceMetrics(resource, [scope], resource.schema_url)])
-    first, *others = data.resource_metrics
-    scopes = list(first.scope_metrics)
-    for index, scope_metrics in enumerate(scopes):
-        if scope_metrics.scope.name == SCOPE_NAME:
-            metrics = [*scope_metrics.metrics, *histograms]
-            scopes[index] = ScopeMetrics(scope_metrics.scope, metrics, scope_metrics.schema_url)
-            break
-    else:
-        scopes.append(ScopeMetrics(InstrumentationScope(SCOPE_NAME), list(histograms), ""))
-    return MetricsData([ResourceMetrics(first.resource, scopes, first.schema_url), *others])
-
-
-class _ExactExportingReader(MetricReader):
-    """A periodic reader handing its exporter one batch per period: the SDK's observable
-    points and the exact histograms together.
-
-    The SDK's ``PeriodicExportingMetricReader`` cannot: its ``collect`` is final and it
-    exports only when the SDK itself has points. This one owns its thread (started by
-    :meth:`start`, stopped and joined by :meth:`shutdown`, which exports once more), and
-    never calls the exporter's ``export()`` concurrently.
-    """
-
-    def __init__(
-        self,
-        exporter: MetricExporter,
-        temporality: Temporality,
-        histograms: Callable[[], list[Metric]],
-        resource: Resource,
-        interval_s: float,
-    ) -> None:
-        super().__init__(preferred_temporality=temporality.by_instrument())
-        self._exporter = exporter
-        self._histograms = histograms
-        self._resource = resource
-        self._interval_s = interval_s
-        self._export_lock = threading.Lock()
-        self._received = False
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._tick, name="agentbench-metrics", daemon=True)
-
-    def start(self) -> None:
-        """Start exporting every period (never, with an infinite period: flushes only)."""
-        if math.isfinite(self._interval_s):
-            self._thread.start()
-
-    def export_now(self, timeout_millis: float = 10_000) -> None:
-        """Collect and export one batch (nothing when there is nothing to say)."""
-        with self._export_lock:
-            self._received = False
-            self.collect(timeout_millis=timeout_millis)
-            if not self._received:  # the SDK had no point: the histograms go alone
-                self._export(None, timeout_millis)
-
-    def _receive_metrics(
-        self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any
-    ) -> None:
-        self._received = True
-        self._export(metrics_data, timeout_millis)
-
-    def _export(self, data: MetricsData | None, timeout_millis: float) -> None:
-        batch = _with_histograms(data, self._histograms(), self._resource)
-        if batch is not None:
-            self._exporter.export(batch, timeout_millis=timeout_millis)
-
-    def force_flush(self, timeout_millis: float = 10_000) -> bool:
-        self.export_now(timeout_millis)
-        return self._exporter.force_flush(timeout_millis=timeout_millis)
-
-    def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=timeout_millis / 1000)
-        self.export_now(timeout_millis)
-        self._exporter.shutdown(timeout_millis=timeout_millis)
-
-    def _tick(self) -> None:
-        while not self._stop.wait(self._interval_s):
-            try:
-                self.export_now()
-            except Exception:
-                # Logged, not raised: one failed export (collector down) must not end the
-                # periodic export. The SDK's own periodic reader does the same.
-                _LOG.exception("periodic metrics export failed")
-
-
-# Labels the OpenTelemetry Prometheus exporter puts on every series of this scope.
-_SCOPE_LABELS = {
-    "otel_scope_name": SCOPE_NAME,
-    "otel_scope_schema_url": "",
-    "otel_scope_version": "",
-}
-_PROMETHEUS_UNITS = {"s": "seconds"}
-
-
-def _prometheus_label(key: str) -> str:
-    """An attribute key as a label, as the OpenTelemetry Prometheus exporter writes it."""
-    if key[:1].isdigit():
-        key = "_" + key[1:]
-    return re.sub(r"[^a-zA-Z0-9]+", "_", key)
-
-
-def _prometheus_family(metric: Metric) -> HistogramMetricFamily:
-    """One exact histogram as a Prometheus family, named as the OpenTelemetry exporter does."""
-    if not isinstance(metric.data, Histogram):
-        raise TypeError(f"{metric.name} is not a histogram: {type(metric.data).__name__}")
-    points = list(metric.data.data_points)
-    rows = [
-        {**_SCOPE_LABELS, **{_prometheus_label(k): str(v) for k, v in (p.attributes or {}).items()}}
-        for p in points
-    ]
-    keys = sorted({key for row in rows for key in row})
-    family = HistogramMetricFamily(
-        re.sub(r"[^a-zA-Z0-9:]+", "_", metric.name),
-        metric.description or "",
-        labels=keys,
-        unit=_PROMETHEUS_UNITS.get(metric.unit or "", metric.unit or ""),
-    )
-    for row, point in zip(rows, points, strict=True):
-        upper_bounds = [f"{bound}" for bound in point.explicit_bounds] + ["+Inf"]
-        below = itertools.accumulate(point.bucket_counts)  # le is cumulative
-        family.add_metric(
-            [row.get(key, "") for key in keys],
-            list(zip(upper_bounds, below, strict=True)),
-            point.sum,
-        )
-    return family
-
-
-class _PrometheusHistograms:
-    """A prometheus_client collector: the exact histograms, cumulative, at every scrape."""
-
-    def __init__(self, histograms: Callable[[], list[Metric]]) -> None:
-        self._histograms = histograms
-
-    def collect(self) -> Iterator[HistogramMetricFamily]:
-        for metric in self._histograms():
-            yield _prometheus_family(metric)
-
-
 def _otlp_exporter(config: TelemetryConfig, temporality: Temporality) -> MetricExporter:
     preferred = temporality.by_instrument()
     if config.exporter is Exporter.OTLP_HTTP:
@@ -749,11 +252,11 @@ class Telemetry:
         self.enabled = self.config.exporter is not Exporter.NONE
         temporality = self.config.resolved_temporality()
         self._sources: list[Source] = []
-        self._histograms = _HistogramStore(DURATION_BUCKETS_S)
+        self._histograms = HistogramStore(DURATION_BUCKETS_S, HISTOGRAMS)
         self._resource = Resource.create({"service.name": self.config.service_name})
         self._memory: InMemoryMetricReader | None = None
-        self._memory_view: _HistogramView | None = None
-        self._periodic: _ExactExportingReader | None = None
+        self._memory_view: HistogramView | None = None
+        self._periodic: ExactExportingReader | None = None
         self._served: tuple[Any, threading.Thread] | None = None
         readers: list[MetricReader] = []
         exporter = self.config.exporter
@@ -762,11 +265,11 @@ class Telemetry:
             self._memory = InMemoryMetricReader(preferred_temporality=memory.by_instrument())
             self._memory_view = self._histograms.view(memory.histograms)
             readers.append(self._memory)
-        if exporter in _OTLP:
+        if exporter in OTLP_EXPORTERS:
             view = self._histograms.view(temporality.histograms)
-            self._periodic = _ExactExportingReader(
+            self._periodic = ExactExportingReader(
                 _otlp_exporter(self.config, temporality),
-                temporality,
+                temporality.by_instrument(),
                 functools.partial(self._histograms.take, view),
                 self._resource,
                 self.config.resolved_export_interval_s(),
@@ -812,7 +315,7 @@ class Telemetry:
                 f"unknown histogram {name!r}; expected one of {', '.join(HISTOGRAMS)}",
             )
         if not self.enabled:
-            return _DisabledSeries(name, attributes or {}, DURATION_BUCKETS_S)
+            return DisabledSeries(name, attributes or {}, DURATION_BUCKETS_S)
         return self._histograms.series(name, attributes or {})
 
     def record_samples(
@@ -829,7 +332,7 @@ class Telemetry:
         """The points collected now (memory exporter or ``keep_in_memory``; else empty)."""
         if self._memory is None or self._memory_view is None:
             return []
-        data = _with_histograms(
+        data = with_histograms(
             self._memory.get_metrics_data(),
             self._histograms.take(self._memory_view),
             self._resource,
@@ -869,7 +372,7 @@ class Telemetry:
         registry = CollectorRegistry()
         reader: MetricReader = PrometheusMetricReader(registry=registry)
         view = self._histograms.view(AggregationTemporality.CUMULATIVE)
-        registry.register(_PrometheusHistograms(functools.partial(self._histograms.take, view)))
+        registry.register(PrometheusHistograms(functools.partial(self._histograms.take, view)))
         self._served = start_http_server(
             self.config.prometheus_port, addr=self.config.prometheus_host, registry=registry
         )

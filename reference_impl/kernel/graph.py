@@ -49,6 +49,13 @@ Guarantees (each one is a test in ``tests/reference_impl/kernel/test_graph.py``)
   (phase, index, cause), in both modes the first failure in input order; the
   snapshots committed before it stay in the history.
 * **No leaked task**: nothing the runner starts outlives :meth:`GraphRunner.run`.
+
+Why one module: the runner, the states it makes and the history it keeps are one
+mechanism. The history's digest is a digest of the runner's states, written by a
+line encoder that knows their fields (``_checkpoint_line``), and the runner makes
+its states and records them through private fast paths (``_next_state``,
+``ExecutionHistory._append``) that each test proves against the definition; apart,
+each half would import the other's private helpers.
 """
 
 from __future__ import annotations
