@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import io
 import subprocess
+import sys
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +34,7 @@ from harness.measure.interleave import (
     parse_assignments,
     round_order,
 )
-from harness.measure.load import LoadReading
+from harness.measure.load import LoadReading, busy_cpu_seconds
 from harness.measure.round_job import (
     RoundJob,
     RoundOutput,
@@ -886,3 +888,70 @@ def test_until_decided_counts_a_row_its_instruction_twin_decides_as_decided() ->
     counted = {side: counts(side) for side in Side}
     undecided = il.undecided_rows(collected, threshold=0.05, thresholds={}, counted=counted)
     assert wall_row not in undecided  # its twin, the exact count, said "no change"
+
+
+RUNS_AA = 8  # enough rounds for the fake sides' identical values to read "no change"
+
+
+@dataclass
+class BurningSides(FakeSides):
+    """Fake sides whose candidate job of one round shares the machine with a real
+    CPU-burning process the first time it runs, and measures a wild value then."""
+
+    burn_round: int = 1
+    burner: subprocess.Popen[bytes] | None = None
+    burned: bool = False
+
+    def run(self, job: RoundJob) -> RoundOutput:
+        if self.burner is not None and job.round_no != self.burn_round:
+            # Reaped in a later round: reaped in its own, its CPU would count as ours.
+            self.burner.wait()
+            self.burner = None
+        if job.round_no == self.burn_round and job.side is Side.CANDIDATE and not self.burned:
+            self.burned = True
+            self.burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+            time.sleep(1.5)  # the round lasts while another process burns a core
+            self.burner.kill()  # not reaped yet: its CPU is another process's
+            output = super().run(job)
+            # What a workload measures while it shares the CPU: a wild round.
+            make_suite({f"{job.workload}_op": [[0.5] * 3]}).dump(str(job.output), replace=True)
+            return output
+        return super().run(job)
+
+
+def test_a_round_a_cpu_burner_disturbs_is_metered_run_again_and_decides_nothing(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real meter (/proc/stat): a process the test starts burns a core during one round."""
+    if busy_cpu_seconds() is None:
+        pytest.skip("no /proc/stat here: the meter falls back on the load average")
+    _fake_registry(monkeypatch, ("fake",))
+    sides = BurningSides(frozenset({"fake", "trace_only"}), slowdown=0.0)
+    options = _options(
+        repo, tmp_path, fake.write_targets(tmp_path), workloads=("fake",), rounds=RUNS_AA
+    )
+    progress = io.StringIO()
+    try:
+        result = il.interleave(
+            options, progress=progress, prepare=sides.prepare, runner=sides.run, counter=no_counts
+        )
+    finally:
+        if sides.burner is not None:
+            sides.burner.kill()
+            sides.burner.wait()
+    text = progress.getvalue()
+    assert "round 2 disturbed: other processes kept" in text, text
+    interleaving = load_bundle(result.candidate_bundle).manifest.interleaving
+    assert interleaving is not None
+    assert any(note.startswith("round 2 run again: other processes kept")
+               for note in interleaving.reruns), interleaving.reruns  # fmt: skip
+    comparison = compare_bundles(
+        load_bundle(result.base_bundle), load_bundle(result.candidate_bundle)
+    )
+    # The wild round was replaced, in its place, by its quiet second run ...
+    (bench,) = list(load_bundle(result.candidate_bundle).suite)
+    assert [run.values[0] for run in bench.get_runs()][1] == pytest.approx(0.010 * 2)
+    # ... so every row agrees again.
+    assert all(row.verdict.value in ("no change", "reference") for row in comparison.rows), [
+        (row.metric, row.verdict.value) for row in comparison.rows
+    ]
