@@ -120,26 +120,16 @@ def _mcp(mode_name: str) -> Callable[[int], None]:
         import hashlib
 
         from reference_impl.events import canonical_json
-        from reference_impl.kernel.mcp import HookConfig, HookPhase, HookSpec, McpAdapter
+        from reference_impl.kernel.mcp import HookSpec, McpAdapter
         from reference_impl.mode import Mode
         from workloads._traces import load_records
+        from workloads.drivers import hook_config
         from workloads.trace import HookConfigRecord, ToolCallRecord
 
         records = load_records("mcp-tools")
         config_record = next(r for r in records if isinstance(r, HookConfigRecord))
         calls = [r for r in records if isinstance(r, ToolCallRecord)]
-        # As workloads.drivers builds it from the trace.
-        config = HookConfig.of(
-            HookSpec(
-                h.name,
-                HookPhase.PRE if h.phase == "pre" else HookPhase.POST,
-                h.build_cost,
-                h.duration_s,
-                h.independent,
-                h.deny_if,
-            )
-            for h in config_record.hooks
-        )
+        config = hook_config(config_record)  # as workloads.drivers builds it from the trace
         failing: dict[str, bool] = {}
 
         def tool(name: str) -> Callable[[Mapping[str, Any]], Any]:

@@ -64,6 +64,7 @@ __all__ = [
     "Recorder",
     "Setting",
     "TraceOutcome",
+    "hook_config",
     "run_kernel",
     "run_mcp",
     "run_trace_records",
@@ -154,7 +155,8 @@ def injected_slowdown() -> float:
     return value
 
 
-def _hook_config(record: HookConfigRecord) -> HookConfig:
+def hook_config(record: HookConfigRecord) -> HookConfig:
+    """The adapter's hook configuration as a trace's config record describes it."""
     return HookConfig.of(
         HookSpec(
             h.name,
@@ -258,7 +260,7 @@ async def run_mcp(
         if isinstance(record, HookConfigRecord):
             if pending:
                 await flush()
-            config = _hook_config(record)
+            config = hook_config(record)
             tools = {name: _simulated_tool(name) for name in record.tools}
             # A new tool set is a new adapter (as a runtime restart would be).
             adapter = McpAdapter(setting.mode, tools=tools, hook_config=config)

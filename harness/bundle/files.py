@@ -76,6 +76,7 @@ __all__ = [
     "ProfileRecord",
     "WorkloadRun",
     "load_bundle",
+    "load_profiles",
     "merge_results",
     "new_run_id",
     "write_bundle",
@@ -399,7 +400,7 @@ def load_bundle(path: Path | str) -> Bundle:
         suite=suite,
         samples=samples,
         metrics=_load_metrics(path / METRICS),
-        profiles=_load_profiles(path / PROFILES),
+        profiles=load_profiles(path),
     )
 
 
@@ -547,9 +548,15 @@ def _load_metrics(path: Path) -> tuple[dict[str, Any], ...]:
     return tuple(points)
 
 
-def _load_profiles(path: Path) -> tuple[HotPathProfile, ...]:
-    """The bundle's profiles; none when the run captured none (``--no-profile``, older runs)."""
-    if not path.exists():
+def load_profiles(bundle: Path) -> tuple[HotPathProfile, ...]:
+    """The profiles of the bundle at ``bundle``; none when the run captured none
+    (``--no-profile``, older runs).
+
+    Reads that one file, not the whole bundle: a comparison's report may name a
+    base whose other files it never needs.
+    """
+    path = bundle / PROFILES
+    if not path.is_file():
         return ()
     try:
         return tuple(msgspec.json.decode(path.read_bytes(), type=list[HotPathProfile]))

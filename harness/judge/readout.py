@@ -15,10 +15,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.bundle.files import load_profiles
 from harness.errors import BundleError
 from harness.judge.compare import Comparison, Row
 from harness.judge.stats import RowVerdict
-from harness.judge.where import HotPathWhere, format_seconds, load_profiles, where_of_rows
+from harness.judge.where import HotPathWhere, format_seconds, where_of_rows
 from workloads.registry import Better
 
 __all__ = ["GITHUB_COMMENT_LIMIT", "format_markdown", "format_table"]

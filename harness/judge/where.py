@@ -47,12 +47,9 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import msgspec
-
-from harness.bundle.files import PROFILES, HotPathProfile
+from harness.bundle.files import HotPathProfile
 from harness.errors import BundleError
 from workloads import registry
 
@@ -69,7 +66,6 @@ __all__ = [
     "attribute",
     "diff_tree",
     "format_seconds",
-    "load_profiles",
     "parse_tree",
     "where_of_rows",
 ]
@@ -315,23 +311,6 @@ def parse_tree(text: str, *, path: str, where: str) -> CallTree:
             )
         work = Work(float(count), unit)
     return CallTree(path=path, root=root, work=work)
-
-
-def load_profiles(bundle: Path) -> tuple[HotPathProfile, ...]:
-    """The profiles of the bundle at ``bundle`` (none when it has no ``profiles.json``).
-
-    Reads that one file, not the whole bundle: a comparison's report may name a
-    base whose other files it never needs.
-    """
-    path = bundle / PROFILES
-    if not path.is_file():
-        return ()
-    try:
-        return tuple(msgspec.json.decode(path.read_bytes(), type=list[HotPathProfile]))
-    except (OSError, msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise BundleError(
-            f"unreadable profiles: {exc}", where=str(path), expected="a JSON list of profiles"
-        ) from None
 
 
 # -- comparing -------------------------------------------------------------------------

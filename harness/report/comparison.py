@@ -37,7 +37,7 @@ from pathlib import Path
 import msgspec
 
 from harness.bundle.comparison import SCHEMA_VERSION, Comparison, ComparisonRow
-from harness.bundle.files import Bundle, HotPathProfile
+from harness.bundle.files import Bundle, HotPathProfile, load_profiles
 from harness.errors import BundleError, HarnessError
 from harness.judge.compare import compare_bundles
 from harness.judge.where import (
@@ -45,7 +45,6 @@ from harness.judge.where import (
     HOT_PATH_OF_WORKLOAD,
     HotPathWhere,
     format_seconds,
-    load_profiles,
     where_of_rows,
 )
 from harness.report import charts
