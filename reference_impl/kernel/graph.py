@@ -590,13 +590,10 @@ class GraphRunner:
             try:
                 artifact = await build(plan, unit)
             except Exception as exc:  # reported with its place in the graph
-                inline.active -= 1
-                inline.failed += 1
+                inline.failed += 1  # (a cancellation is not a failure, as in the pool)
                 raise GraphError(run_id, GraphPhase.BUILD, unit, exc) from exc
-            except BaseException:  # cancelled: not a failure (as in the pool)
+            finally:
                 inline.active -= 1
-                raise
-            inline.active -= 1
             state = _with_artifact(state, run_id, artifact, checkpoint=unit == last_unit)
             record(state)
             inline.committed += 1
@@ -634,13 +631,10 @@ class GraphRunner:
             try:
                 score = await evaluate(built, sample)
             except Exception as exc:  # reported with its place in the graph
-                inline.active -= 1
-                inline.failed += 1
+                inline.failed += 1  # (a cancellation is not a failure, as in the pool)
                 raise GraphError(run_id, GraphPhase.EVALUATION, sample, exc) from exc
-            except BaseException:  # cancelled: not a failure (as in the pool)
+            finally:
                 inline.active -= 1
-                raise
-            inline.active -= 1
             state = _with_score(state, run_id, score, confidence_of)
             self._samples_evaluated += 1
             record(state)
