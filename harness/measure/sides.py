@@ -16,7 +16,7 @@ import json
 import os
 import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -154,6 +154,21 @@ def count_side_instructions(
     return Counted(samples, elapsed_s=elapsed)
 
 
+def _sides_in_turn(
+    doing: str, scratch: Path, checkouts: Mapping[Side, Checkout], stream: TextIO
+) -> Iterator[tuple[Side, Checkout, str, Path]]:
+    """Each side, base first, for one pass outside the rounds: its progress line said
+    (``doing``, whose ``{}`` is the side's label), and its own directory under ``scratch``."""
+    for side in Side:
+        checkout = checkouts[side]
+        label = f"{side} ({checkout.ref} = {checkout.sha[:7]})"
+        stream.write(doing.format(label) + " ...\n")
+        stream.flush()
+        workdir = scratch / str(side)
+        workdir.mkdir(parents=True, exist_ok=True)
+        yield side, checkout, label, workdir
+
+
 def count_sides(
     scratch: Path,
     side_env: Mapping[Side, Mapping[str, str]],
@@ -163,13 +178,10 @@ def count_sides(
 ) -> dict[Side, Counted]:
     """Each side's instruction counts, before the first round (they never disturb one)."""
     counted: dict[Side, Counted] = {}
-    for side in Side:
-        checkout = checkouts[side]
-        label = f"{side} ({checkout.ref} = {checkout.sha[:7]})"
-        stream.write(f"counting the instructions of {label} (cachegrind) ...\n")
-        stream.flush()
-        workdir = scratch / "instructions" / str(side)
-        workdir.mkdir(parents=True, exist_ok=True)
+    doing = "counting the instructions of {} (cachegrind)"
+    for side, checkout, label, workdir in _sides_in_turn(
+        doing, scratch / "instructions", checkouts, stream
+    ):
         counted[side] = counter(side, checkout, side_env[side], workdir)
         if counted[side].note:
             stream.write(f"note: {label}: {counted[side].note}\n")
@@ -199,13 +211,10 @@ def profile_sides(
 ) -> dict[Side, tuple[HotPathProfile, ...]]:
     """Each side's profiles, base first, after every round (they never disturb one)."""
     profiles: dict[Side, tuple[HotPathProfile, ...]] = {}
-    for side in Side:
-        checkout = checkouts[side]
-        label = f"{side} ({checkout.ref} = {checkout.sha[:7]})"
-        stream.write(f"profiling the hot paths of {label} ...\n")
-        stream.flush()
-        workdir = scratch / "profiles" / str(side)
-        workdir.mkdir(parents=True, exist_ok=True)
+    doing = "profiling the hot paths of {}"
+    for side, checkout, label, workdir in _sides_in_turn(
+        doing, scratch / "profiles", checkouts, stream
+    ):
         capture = profiler(checkout, side_env[side], workdir)
         if capture.note:
             stream.write(f"note: {label}: {capture.note}\n")

@@ -351,6 +351,13 @@ def _options(repo: Path, tmp_path: Path, targets: Path, **overrides: object) -> 
     return InterleaveOptions(**values)  # type: ignore[arg-type]
 
 
+def instruction_sample(side: Side, metric: str, value: float) -> MetricSamples:
+    """One side's instruction count of ``metric``, as its instruction pass records it."""
+    return MetricSamples(
+        "instructions", metric, f"instructions:{side}", "instructions", "instructions", (value,)
+    )
+
+
 def no_counts(side: Side, checkout: Checkout, env: object, workdir: Path) -> Counted:
     """No instruction clock: the fake sides have no cachegrind pass."""
     return Counted((), "fake sides")
@@ -776,10 +783,7 @@ def test_each_sides_instruction_counts_join_its_bundle(
     def counter(side: Side, checkout: Checkout, env: object, workdir: Path) -> Counted:
         seen.append((side, dict(env)))  # type: ignore[call-overload]
         value = 10_150.0 if side is Side.CANDIDATE else 10_000.0
-        metric = "instructions_pool_item_c1"
-        sample = MetricSamples(
-            "instructions", metric, f"instructions:{side}", "instructions", "instructions", (value,)
-        )
+        sample = instruction_sample(side, "instructions_pool_item_c1", value)
         return Counted((sample,), elapsed_s=2.0)
 
     options = _options(
@@ -819,10 +823,7 @@ def test_a_side_without_an_instruction_clock_leaves_it_out_of_both_bundles(
     def counter(side: Side, checkout: Checkout, env: object, workdir: Path) -> Counted:
         if side is Side.BASE:  # an older commit: no workloads.instructions
             return Counted((), "no instruction clock in this side's code (No module named x)")
-        sample = MetricSamples(
-            "instructions", "instructions_pool_item_c1", "instructions:candidate",
-            "instructions", "instructions", (10_000.0,),
-        )  # fmt: skip
+        sample = instruction_sample(side, "instructions_pool_item_c1", 10_000.0)
         return Counted((sample,), elapsed_s=2.0)
 
     progress = io.StringIO()
@@ -873,19 +874,8 @@ def test_until_decided_counts_a_row_its_instruction_twin_decides_as_decided() ->
     wall_row = "pool_overhead/item_cost_ordered_pool_c16/median"
     assert wall_row in il.undecided_rows(collected, threshold=0.05, thresholds={})
 
-    def counts(side: Side) -> tuple[MetricSamples, ...]:
-        return (
-            MetricSamples(
-                "instructions",
-                "instructions_pool_item_c16",
-                f"instructions:{side}",
-                "instructions",
-                "instructions",
-                (10_000.0,),
-            ),
-        )
-
-    counted = {side: counts(side) for side in Side}
+    counted = {side: (instruction_sample(side, "instructions_pool_item_c16", 10_000.0),)
+               for side in Side}  # fmt: skip
     undecided = il.undecided_rows(collected, threshold=0.05, thresholds={}, counted=counted)
     assert wall_row not in undecided  # its twin, the exact count, said "no change"
 
