@@ -22,12 +22,13 @@ Guarantees (each one is a test in ``tests/reference_impl/test_pool.py``):
   and waits for them: no task the pool created outlives :meth:`OrderedPool.run`.
 * **Timeout.** With ``item_timeout_s``, a job that runs longer is cancelled and
   counts as a failure (:class:`ItemTimeout`).
-* **Concurrency 1** (or a batch of a single job) is a plain sequential loop in
+* **Concurrency 1** (or a batch of a single job) is one worker's loop run in
   the caller's task: no task is created, each job is committed right after it
   returns. A sized batch never gets more worker tasks than it has jobs.
 
-Cost: a job that finishes in input order (every job that never suspends does)
-is committed on the worker's fast path: no clock read, no counter, no dict; its
+Cost: while one worker has the batch to itself (every job that never suspends
+does, and any run of jobs none of which overlaps another), each job is committed
+on its fast path: no clock read, no counter, no dict, one store a job. Its
 per-job cost is within a small factor of plain worker tasks pulling from one
 iterator (``pool_overhead``'s ``item_cost_ratio_vs_floor``). Levels and counts
 (:class:`PoolStatistics`) are read off the run's state when asked.
@@ -83,12 +84,14 @@ TimeSource = Callable[[], float]
 # Exists only to validate the instruction clock (workloads.instructions): a known,
 # deterministic regression of the pool's per-item path. Off (0) by default.
 INJECT_CPU_ENV = "AGENTBENCH_INJECT_CPU"
-# Measured under cachegrind (CPython 3.11.7, x86-64; workloads.instructions): the
-# pool's own instructions per no-op item at concurrency 64, the costliest (switch off,
-# n = 2000; 2,094 at concurrency 1), and what one step of the count-down costs
-# (``for _ in repeat(None, k)``: no int is made). So a fraction f adds at least f at
-# every concurrency: measured, 0.01 adds 1.1-1.3 % and 0.1 adds 10.0-11.1 % (c64 to c1).
-_ITEM_INSTRUCTIONS = 2_329
+# Measured under cachegrind (CPython 3.11.7, x86-64; workloads.instructions): what
+# one step of the count-down costs (``for _ in repeat(None, k)``: no int is made), and
+# the instructions a job's steps are sized for: the pool's own per no-op item at
+# concurrency 64, the costliest (2,021 with the switch off, n = 2000; 1,967-1,971 at
+# concurrency 1, 4, 16), plus 10 %, so that 0.01 clears the instruction rows' 1 %
+# threshold at every concurrency with a margin. Measured: 0.01 adds 1.23-1.26 % and
+# 0.1 adds 10.9-11.2 % (c64 to c1).
+_ITEM_INSTRUCTIONS = 2_200
 _BURN_STEP_INSTRUCTIONS = 74
 
 
@@ -327,12 +330,14 @@ class OrderedPool(Generic[T]):
     ) -> PoolRun:
         run = _Run(self, on_commit, settle)
         source: Iterator[tuple[int, Job[T]]] = enumerate(jobs)
-        total = len(jobs) if isinstance(jobs, Sized) else 0
         # Never more workers than jobs: a batch of one job is a plain call. An
         # unsized input is peeked two jobs ahead to tell a single job apart.
         if isinstance(jobs, Sized):
+            total = len(jobs)
             width = min(self.concurrency, total) or self.concurrency
+            run.last = total - 1
         else:
+            total = 0
             head = list(itertools.islice(source, 2))
             source = itertools.chain(head, source)
             width = self.concurrency if len(head) > 1 else 1
@@ -343,7 +348,7 @@ class OrderedPool(Generic[T]):
         self._run, self._total = run, total
         try:
             if width == 1:
-                await run.sequential(source)
+                await run.worker(source, 0)  # in the caller's task: a plain loop
             else:
                 await run.workers(source, width)
         finally:
@@ -376,16 +381,22 @@ class OrderedPool(Generic[T]):
 class _Run(Generic[T]):
     """One :meth:`OrderedPool.run`: its commit head, the results waiting for it, its workers.
 
-    The hot path is a worker's loop (:meth:`_worker`): take the next job, await it,
-    and when it is the head of the line with nothing waiting behind it, commit it
-    and take the next. Every job of a batch whose jobs finish in input order goes
-    that way (every job that never suspends does): no clock, no counter, no dict.
-    It needs no check before the next job: with nothing waiting, no failure is
-    pending (a fail-fast failure stays in ``pending`` for good) and fewer than
-    ``concurrency`` jobs are past the head, so the run-ahead bound cannot bind.
-    Everything else (a job done out of order, a failure, the run-ahead bound,
-    timings) goes through :meth:`_finish` and :meth:`_may_start`. Levels are read
-    off this state when asked (:meth:`OrderedPool.statistics`), never counted per job.
+    The hot path is the *fast path* of a worker's loop (:meth:`worker`). A worker
+    that commits the head with nothing pending, and that took the last job taken
+    (``taker``), is alone: every other job is committed, none runs, none waits. So
+    the next job it takes is the head's successor: it stores that job's index as
+    the head (an int the source already made, not a new one) and runs it; when the
+    job is done and no other worker took a job meanwhile, it is the head with
+    nothing behind it: committed, and on to the next. One attribute load and one
+    store a job, no clock, no counter, no dict. While it runs, ``streaking`` tells
+    :meth:`started` that the head's job is running. The fast path needs no check
+    before a job: with nothing pending, no failure is pending (a fail-fast failure
+    stays in ``pending`` for good) and fewer than ``concurrency`` jobs are past the
+    head, so the run-ahead bound cannot bind. It ends when another worker took a
+    job (its job may finish out of order), when a job fails, or with the input;
+    everything off it (a job done out of order, a failure, the run-ahead bound)
+    goes through :meth:`_finish` and :meth:`_may_start`. Levels are read off this
+    state when asked (:meth:`OrderedPool.statistics`), never counted per job.
     """
 
     __slots__ = (
@@ -398,6 +409,7 @@ class _Run(Generic[T]):
         "failure",
         "failure_index",
         "head",
+        "last",
         "on_commit",
         "pending",
         "pool",
@@ -406,6 +418,8 @@ class _Run(Generic[T]):
         "slots",
         "started_at",
         "started_floor",
+        "streaking",
+        "taker",
         "tasks",
         "timed",
     )
@@ -427,6 +441,14 @@ class _Run(Generic[T]):
         # cancels, and how many jobs were started (the highest index + 1).
         self.slots: list[int] = []
         self.started_floor = 0  # started jobs of workers whose slot was cleared
+        # Whether a worker is running jobs on the fast path: it holds the head (its
+        # slot says -1) from the commit before it until the one after it.
+        self.streaking = False
+        # The worker that took a job last (off the fast path): when it is the one
+        # holding the head, with nothing pending, no other job runs or waits.
+        self.taker = -1
+        # The index of a sized input's last job (-2 for an unsized input).
+        self.last = -2
         self.tasks: list[asyncio.Task[None]] = []
         self.failed = 0
         self.cancelled = 0
@@ -442,32 +464,18 @@ class _Run(Generic[T]):
 
     def started(self) -> int:
         """How many jobs this run has started (they start in input order)."""
-        return max(self.started_floor, max(self.slots, default=-1) + 1)
+        started = max(self.started_floor, max(self.slots, default=-1) + 1, self.head)
+        if self.streaking and started == self.head:
+            return started + 1  # the head's job is running, on the fast path
+        return started
 
     def active(self) -> int:
         """Jobs started and not yet done."""
         return self.started() - self.head - len(self.pending)
 
-    async def sequential(self, source: Iterator[tuple[int, Job[T]]]) -> None:
-        """Concurrency 1: a plain loop in the caller's task, each job committed as it returns."""
-        slots = self.slots
-        on_commit = self.on_commit
-        for index, job in source:
-            slots[0] = index
-            try:
-                value = await job()
-            except Exception as exc:  # a job's failure is data: reported in order, never lost
-                self._finish(index, _Failure(exc))
-                if self.failure_index is not None:
-                    return
-                continue
-            if on_commit is not None:
-                on_commit(index, value)
-            self.head = index + 1
-
     async def workers(self, source: Iterator[tuple[int, Job[T]]], width: int) -> None:
         """``width`` worker tasks over one shared source; none outlives this call."""
-        self.tasks = tasks = [asyncio.ensure_future(self._worker(source, w)) for w in range(width)]
+        self.tasks = tasks = [asyncio.ensure_future(self.worker(source, w)) for w in range(width)]
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         finally:
@@ -483,26 +491,64 @@ class _Run(Generic[T]):
             elif (exc := task.exception()) is not None:
                 raise exc
 
-    async def _worker(self, source: Iterator[tuple[int, Job[T]]], w: int) -> None:
+    async def worker(self, source: Iterator[tuple[int, Job[T]]], w: int) -> None:
+        """Run jobs from ``source`` until it ends, a failure stops the run, or the
+        run-ahead bound holds this worker back; the fast path while it lasts."""
         slots = self.slots
         pending = self.pending
         on_commit = self.on_commit
+        last = self.last
         # A worker's first run may come late (after the others ran far ahead).
         if not await self._may_start(w):
             return
         for index, job in source:
             slots[w] = index
+            self.taker = w
             try:
                 value: object = await job()
             except Exception as exc:  # a job's failure is data: reported in order, never lost
                 value = _Failure(exc)
             else:
                 if index == self.head and not pending:
-                    # The head of the line, nothing waiting behind it: commit, go on.
+                    # The head, nothing waiting behind it: commit it.
                     if on_commit is not None:
                         on_commit(index, value)  # type: ignore[arg-type]  # a T here
-                    self.head = index + 1
-                    continue
+                    if self.taker is not w or index == last:
+                        # A later job runs (the next job is not the head), or none is left.
+                        self.head = index + 1
+                        continue
+                    # Alone: the fast path, while it lasts (see the class docstring).
+                    self.streaking = True  # the head says which job this worker holds
+                    after_commit = True  # until an exception says otherwise
+                    try:
+                        for index, job in source:
+                            self.head = index  # the job after the last commit
+                            try:
+                                value = await job()
+                            except Exception as exc:  # reported in order, never lost
+                                value = _Failure(exc)
+                                break
+                            except BaseException:  # cancelled while it runs
+                                after_commit = False
+                                raise
+                            if self.taker is not w:
+                                break  # another worker took a job meanwhile: off the fast path
+                            if on_commit is not None:
+                                try:
+                                    on_commit(index, value)
+                                except BaseException:
+                                    after_commit = False
+                                    raise
+                        else:
+                            self.head = index + 1  # the input ended after a commit
+                            return
+                    except BaseException:
+                        if after_commit:  # reading the input raised, after a commit
+                            self.head = index + 1
+                        raise
+                    finally:
+                        self.streaking = False
+                    slots[w] = index
             self._finish(index, value)
             if not await self._may_start(w):
                 return

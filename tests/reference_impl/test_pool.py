@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from reference_impl.pool import (
@@ -78,10 +78,13 @@ def run_pool(
 
 @settings(max_examples=150, deadline=None)
 @given(
-    st.lists(st.tuples(st.integers(0, 12), st.booleans()), max_size=40),
+    # Half the jobs never suspend (delay 0): runs of them take the fast path, and a
+    # job that suspends lets the other workers in, which must end it.
+    st.lists(st.tuples(st.just(0) | st.integers(1, 12), st.booleans()), max_size=40),
     st.integers(1, 32),
     st.booleans(),
 )
+@example([(0, False), (3, False), (0, False), (0, False), (0, False)], 2, False)
 def test_commits_equal_sequential_loop_under_jitter(
     jobs: list[tuple[int, bool]], concurrency: int, timed: bool
 ) -> None:
@@ -485,3 +488,84 @@ def test_a_pool_reused_for_many_batches_counts_every_one(concurrency: int) -> No
         assert (stats.started, stats.committed, stats.active, stats.queued) == (12, 12, 0, 0)
 
     asyncio.run(main())
+
+
+class BadInput(Exception):
+    pass
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_counts_stay_exact_when_the_fast_path_ends_in_an_error(concurrency: int) -> None:
+    """The fast path moves the head when it takes the next job: an input that raises
+    right after a commit, a commit callback that raises, and a cancelled job each
+    leave the committed count equal to the commits made."""
+
+    async def quick() -> int:
+        return 1
+
+    def failing_input() -> Iterator[Callable[[], Awaitable[int]]]:
+        yield from [quick] * 6
+        raise BadInput("the seventh job cannot be read")
+
+    async def main() -> None:
+        committed: list[int] = []
+        pool: OrderedPool[int] = OrderedPool(concurrency)
+        with pytest.raises(BadInput):
+            await pool.run(failing_input(), lambda index, _value: committed.append(index))
+        assert committed == list(range(6))
+        stats = pool.statistics()
+        assert (stats.started, stats.committed) == (6, 6)
+
+        def refuse_third(index: int, _value: int) -> None:
+            if index == 3:
+                raise BadInput("commit 3 refused")
+            committed.append(index)
+
+        committed.clear()
+        pool = OrderedPool(concurrency)
+        with pytest.raises(BadInput):
+            await pool.run([quick] * 10, refuse_third)
+        assert committed == [0, 1, 2]
+        assert pool.statistics().committed == 3, "the refused commit is not counted"
+
+        stuck = asyncio.Event()
+
+        async def hangs() -> int:
+            await stuck.wait()
+            return 1
+
+        committed.clear()
+        pool = OrderedPool(concurrency)
+        runner = asyncio.create_task(
+            pool.run([quick] * 5 + [hangs] + [quick] * 5, lambda i, _v: committed.append(i))
+        )
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert committed == list(range(5))
+        runner.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await runner
+        assert pool.statistics().committed == 5, "the cancelled job is not committed"
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_statistics_taken_by_a_job_on_the_fast_path_see_it_running(concurrency: int) -> None:
+    seen: dict[str, int] = {}
+    pool: OrderedPool[int] = OrderedPool(concurrency)
+
+    async def quick() -> int:
+        return 1
+
+    async def looks() -> int:
+        stats = pool.statistics()
+        seen.update(started=stats.started, committed=stats.committed, active=stats.active)
+        return 1
+
+    async def main() -> None:
+        await pool.run([quick] * 5 + [looks] + [quick] * 4)
+
+    asyncio.run(main())
+    assert seen == {"started": 6, "committed": 5, "active": 1}
+    assert pool.statistics().committed == 10
