@@ -231,6 +231,9 @@ WORKLOADS: dict[str, WorkloadInfo] = {
                     cost(f"item_cost_ordered_pool_c{c}", pair="pool", twin=_pool_twin(c))
                     for c in (1, 4, 16, 64)
                 ),
+                # Results dropped (no commit callback): the pool's own cost, on the
+                # floor's terms. Its twin counts the same pool path with a no-op callback.
+                cost("item_cost_ordered_pool_no_commit_c16", pair="pool", twin=_pool_twin(16)),
                 cost("item_cost_semaphore_gather_c16", pair="pool", role=Role.PEER),
                 cost("item_cost_task_group_c16", pair="pool", role=Role.PEER),
                 cost("item_cost_aiometer_c16", pair="pool", role=Role.PEER),
