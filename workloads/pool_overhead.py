@@ -20,6 +20,7 @@ pyperf's value is the ordered pool's no-op batch at c=16.
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -33,6 +34,8 @@ NOOP_ITEMS = 20_000
 IO_ITEMS = 64
 IO_SLEEP_S = 0.020
 IO_CONCURRENCY = 16
+# Turns of the event loop before each timed variant (see _settle).
+_SETTLE_TURNS = 3
 
 
 async def _noop() -> int:
@@ -133,10 +136,24 @@ async def _sleep_job() -> int:
     return 1
 
 
+async def _settle() -> None:
+    """Start a variant on a quiet loop and a collected heap.
+
+    After Semaphore+gather's 20,000 tasks the next variant ran 3-4x slower (the floor:
+    0.47 µs an item against 0.12 µs) unless the loop ran a few times in between; a
+    collection alone did not help. Without this, the variant after it in the round's
+    order (every other round, the order being reversed) read a cost that was not its own.
+    """
+    gc.collect()
+    for _ in range(_SETTLE_TURNS):
+        await asyncio.sleep(0)
+
+
 async def one_round(round_: Round, number: int) -> float:
     costs: dict[str, float] = {}
     for name in balanced(number, list(VARIANTS)):
         fn, concurrency = VARIANTS[name]
+        await _settle()
         costs[name] = await fn(NOOP_ITEMS, concurrency, _noop) / NOOP_ITEMS
     for name, cost in costs.items():
         round_.record(f"item_cost_{name}", [cost])
