@@ -441,8 +441,8 @@ class _Run(Generic[T]):
         # cancels, and how many jobs were started (the highest index + 1).
         self.slots: list[int] = []
         self.started_floor = 0  # started jobs of workers whose slot was cleared
-        # Whether a worker is running jobs on the fast path: it holds the head (its
-        # slot says -1) from the commit before it until the one after it.
+        # Whether a worker is on the fast path: the head is its job (its slot, set
+        # before, is stale), running, or committed until it takes the next one.
         self.streaking = False
         # The worker that took a job last (off the fast path): when it is the one
         # holding the head, with nothing pending, no other job runs or waits.
