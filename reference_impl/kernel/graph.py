@@ -530,55 +530,53 @@ class GraphRunner:
         if self._running:
             raise RuntimeError("this graph runner is already running a graph")
         self._running = True
+        # The run's body is here, not in a coroutine of its own: one frame less a run.
         try:
-            return await self._run(run_id)
+            self._runs += 1
+            record = self.history._append
+            state = _next_state(_START, run_id, 0, GraphPhase.START, (), (), 0.0, False)
+            record(state)
+            try:
+                planned = await self.nodes.strategy(state)
+            except Exception as exc:  # a node's failure is reported with its place in the graph
+                raise GraphError(run_id, GraphPhase.STRATEGY, 0, exc) from exc
+            state = _next_state(
+                planned,
+                run_id,
+                1,
+                GraphPhase.STRATEGY,
+                planned.artifacts,
+                planned.scores,
+                planned.confidence,
+                True,
+            )
+            record(state)
+            # A phase of at most one job, or any at max_concurrent=1, runs in this task
+            # (see the class docstring); so does every phase in legacy mode.
+            pooled = self._build_pool is not None and self.max_concurrent > 1
+            spec = self.spec
+            if pooled and spec.build_units > 1:
+                state = await self._build_pooled(run_id, state)
+            else:
+                state = await self._build_in_task(run_id, state)
+            if pooled and spec.evaluation_samples > 1:
+                state = await self._evaluate_pooled(run_id, state)
+            else:
+                state = await self._evaluate_in_task(run_id, state)
+            state = _next_state(
+                state,
+                run_id,
+                state.step + 1,
+                GraphPhase.DONE,
+                state.artifacts,
+                state.scores,
+                state.confidence,
+                True,
+            )
+            record(state)
+            return state
         finally:
             self._running = False
-
-    async def _run(self, run_id: str) -> PRPState:
-        self._runs += 1
-        record = self.history._append
-        state = _next_state(_START, run_id, 0, GraphPhase.START, (), (), 0.0, False)
-        record(state)
-        try:
-            planned = await self.nodes.strategy(state)
-        except Exception as exc:  # a node's failure is reported with its place in the graph
-            raise GraphError(run_id, GraphPhase.STRATEGY, 0, exc) from exc
-        state = _next_state(
-            planned,
-            run_id,
-            1,
-            GraphPhase.STRATEGY,
-            planned.artifacts,
-            planned.scores,
-            planned.confidence,
-            True,
-        )
-        record(state)
-        # A phase of at most one job, or any at max_concurrent=1, runs in this task
-        # (see the class docstring); so does every phase in legacy mode.
-        pooled = self._build_pool is not None and self.max_concurrent > 1
-        spec = self.spec
-        if pooled and spec.build_units > 1:
-            state = await self._build_pooled(run_id, state)
-        else:
-            state = await self._build_in_task(run_id, state)
-        if pooled and spec.evaluation_samples > 1:
-            state = await self._evaluate_pooled(run_id, state)
-        else:
-            state = await self._evaluate_in_task(run_id, state)
-        state = _next_state(
-            state,
-            run_id,
-            state.step + 1,
-            GraphPhase.DONE,
-            state.artifacts,
-            state.scores,
-            state.confidence,
-            True,
-        )
-        record(state)
-        return state
 
     async def _build_in_task(self, run_id: str, plan: PRPState) -> PRPState:
         """Each unit in turn, its artifact folded into the state; the built state."""
