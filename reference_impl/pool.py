@@ -396,7 +396,10 @@ class _Run(Generic[T]):
     job (its job may finish out of order), when a job fails, or with the input;
     everything off it (a job done out of order, a failure, the run-ahead bound)
     goes through :meth:`_finish` and :meth:`_may_start`. Levels are read off this
-    state when asked (:meth:`OrderedPool.statistics`), never counted per job.
+    state when asked (:meth:`OrderedPool.statistics`), never counted per job. (From
+    a fast-path commit to the next take the head still reads the committed job; only
+    code run by taking from the input, a generator's body, can look then: its
+    statistics count one commit fewer. A commit callback sees what it always did.)
     """
 
     __slots__ = (
