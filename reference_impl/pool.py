@@ -335,7 +335,6 @@ class OrderedPool(Generic[T]):
         if isinstance(jobs, Sized):
             total = len(jobs)
             width = min(self.concurrency, total) or self.concurrency
-            run.last = total - 1
         else:
             total = 0
             head = list(itertools.islice(source, 2))
@@ -412,7 +411,6 @@ class _Run(Generic[T]):
         "failure",
         "failure_index",
         "head",
-        "last",
         "on_commit",
         "pending",
         "pool",
@@ -450,8 +448,6 @@ class _Run(Generic[T]):
         # The worker that took a job last (off the fast path): when it is the one
         # holding the head, with nothing pending, no other job runs or waits.
         self.taker = -1
-        # The index of a sized input's last job (-2 for an unsized input).
-        self.last = -2
         self.tasks: list[asyncio.Task[None]] = []
         self.failed = 0
         self.cancelled = 0
@@ -500,7 +496,7 @@ class _Run(Generic[T]):
         slots = self.slots
         pending = self.pending
         on_commit = self.on_commit
-        last = self.last
+        last = self.pool._total - 1  # a sized input's last index (-1: unsized, no such index)
         # A worker's first run may come late (after the others ran far ahead).
         if not await self._may_start(w):
             return

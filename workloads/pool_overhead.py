@@ -20,6 +20,7 @@ pyperf's value is the ordered pool's no-op batch at c=16.
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import math
 import time
@@ -42,20 +43,21 @@ async def _noop() -> int:
     return 1
 
 
-async def ordered_pool(items: int, concurrency: int, job: Callable[[], Awaitable[int]]) -> float:
-    pool: OrderedPool[int] = OrderedPool(concurrency)
-    start = time.perf_counter()
-    await pool.run([job] * items, lambda _i, _v: None)
-    return time.perf_counter() - start
+def _ignore(_index: int, _value: object) -> None:
+    return None
 
 
-async def ordered_pool_no_commit(
-    items: int, concurrency: int, job: Callable[[], Awaitable[int]]
+async def ordered_pool(
+    items: int,
+    concurrency: int,
+    job: Callable[[], Awaitable[int]],
+    on_commit: Callable[[int, int], object] | None = _ignore,
 ) -> float:
-    """The ordered pool run for effect: no commit callback, results dropped."""
+    """The ordered pool, each result committed through ``on_commit`` (None: run for
+    effect, results dropped)."""
     pool: OrderedPool[int] = OrderedPool(concurrency)
     start = time.perf_counter()
-    await pool.run([job] * items)
+    await pool.run([job] * items, on_commit)
     return time.perf_counter() - start
 
 
@@ -122,7 +124,7 @@ VARIANTS: dict[str, tuple[Callable[..., Awaitable[float]], int]] = {
     "ordered_pool_c4": (ordered_pool, 4),
     "ordered_pool_c16": (ordered_pool, 16),
     "ordered_pool_c64": (ordered_pool, 64),
-    "ordered_pool_no_commit_c16": (ordered_pool_no_commit, 16),
+    "ordered_pool_no_commit_c16": (functools.partial(ordered_pool, on_commit=None), 16),
     "semaphore_gather_c16": (semaphore_gather, 16),
     "task_group_c16": (task_group, 16),
     "aiometer_c16": (with_aiometer, 16),
